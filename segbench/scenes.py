@@ -1,0 +1,176 @@
+"""The seed's synthetic scenes: object masks, model-like predictions and missing annotations.
+
+Objects (as in the seed post, with ``skimage.draw``): class 1 is a rotated ellipse around
+(H/4, W/4), class 2 a square around (3H/4, 3W/4), class 3 a disk around (H/2, W/2). Classes 4 and
+up are further ellipses, squares and disks (in turn) of half the size at random places, so that
+the cost of a loss can be measured as C grows. Shapes are clipped to the image.
+
+Overlap rule: shapes are painted in class order, so where two objects overlap the higher class
+index wins. Channel 0 of ``y_true`` is background.
+
+Predictions are a softmax over C of logits that say "this object" inside a perturbed copy of each
+shape (shifted centre, scaled size), with a blurred edge (half the confidence in a band around the
+outline) and smooth plus per-pixel noise; ``quality`` in (0, 1] sets the confidence, the shift and
+the noise. Missing annotations erase ``missing`` random (image, object) pairs to background in
+``y_true`` while the prediction still shows the object.
+
+Determinism: every random number comes from one ``numpy.random.Generator(PCG64(seed))`` in a fixed
+order and the softmax is computed in float64 before rounding to ``dtype``, so the same arguments
+give byte-identical arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from skimage import draw
+
+# Smooth noise, like a network's spatially correlated errors, is drawn on grids this many times
+# coarser than the image (two octaves).
+_NOISE_BLOCKS = (4, 16)
+# Half-confidence band around each predicted outline, as a fraction of the object's size.
+_EDGE_BAND = 0.1
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One batch of inputs, plus what is needed to explain it."""
+
+    y_true: np.ndarray
+    """One-hot annotation (N, H, W, C) after missing annotations were erased."""
+    y_pred: np.ndarray
+    """Model-like softmax prediction (N, H, W, C)."""
+    y_true_complete: np.ndarray
+    """The annotation before erasing: what an annotator who forgot nothing would give."""
+    missing: tuple[tuple[int, int], ...] = field(default=())
+    """The erased (image, class) pairs."""
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _shape_pixels(
+    kind: int, centre: tuple[float, float], radii: tuple[float, float], rotation: float, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates of an ellipse (0), square (1) or disk (2), clipped to ``shape``."""
+    r, c = centre
+    rr_radius, cc_radius = max(radii[0], 0.5), max(radii[1], 0.5)
+    if kind == 0:
+        return draw.ellipse(r, c, rr_radius, cc_radius, shape=shape, rotation=rotation)
+    if kind == 1:
+        half = min(rr_radius, cc_radius)
+        top, left = max(round(r - half), 0), max(round(c - half), 0)
+        bottom, right = min(round(r + half), shape[0] - 1), min(round(c + half), shape[1] - 1)
+        if top > bottom or left > right:  # entirely outside the image
+            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+        rr, cc = draw.rectangle((top, left), end=(bottom, right), shape=shape)
+        return rr.ravel(), cc.ravel()
+    return draw.disk((r, c), min(rr_radius, cc_radius), shape=shape)
+
+
+def _layout(rng: np.random.Generator, classes: int, height: int, width: int) -> list[tuple]:
+    """Kind, centre, radii and rotation of each object class 1..C-1 in one image."""
+    size = min(height, width)
+    rotation = np.deg2rad(rng.integers(90))
+    objects = [
+        (0, (height / 4, width / 4), (height / 6, width / 6), rotation),
+        (1, (3 * height / 4, 3 * width / 4), (size / 6, size / 6), 0.0),
+        (2, (height / 2, width / 2), (size / 6, size / 6), 0.0),
+    ][: classes - 1]
+    for k in range(4, classes):
+        centre = (rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width)
+        radius = size / 12 * rng.uniform(0.6, 1.2)
+        objects.append(((k - 1) % 3, centre, (radius, radius), np.deg2rad(rng.integers(90))))
+    return objects
+
+
+def make_scene(
+    batch: int = 8,
+    height: int = 64,
+    width: int = 64,
+    classes: int = 4,
+    *,
+    missing: int = 0,
+    quality: float = 0.8,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> Scene:
+    """Make a batch of annotations and predictions; see the module docstring for what is drawn."""
+    batch = _check_int("batch", batch, 1)
+    height = _check_int("height", height, 1)
+    width = _check_int("width", width, 1)
+    classes = _check_int("classes", classes, 2)
+    missing = _check_int("missing", missing, 0)
+    seed = _check_int("seed", seed, 0)
+    if not (isinstance(quality, (int, float)) and 0.0 < quality <= 1.0):
+        raise ValueError(f"quality must be a number in (0, 1], got {quality!r}")
+    np_dtype = _numpy_dtype(dtype)
+
+    rng = np.random.Generator(np.random.PCG64(seed))
+    image = (height, width)
+    size = min(height, width)
+    strength = 3.0 + 9.0 * quality
+    shift_sd = (1.0 - quality) * 0.04 * size + 0.5
+    noise_sd = 0.4 + 1.6 * (1.0 - quality)
+
+    labels = np.zeros((batch, height, width), dtype=np.uint8 if classes <= 256 else np.uint16)
+    y_pred = np.empty((batch, height, width, classes), dtype=np_dtype)
+    # One image at a time, logits channels-first and padded to whole noise blocks: the working set
+    # stays small, reductions over classes are elementwise over C planes, and block noise is added
+    # by broadcasting instead of repeating.
+    step = _NOISE_BLOCKS[-1]
+    pad_h, pad_w = -(-height // step) * step, -(-width // step) * step
+    logits = np.empty((classes, pad_h, pad_w), dtype=np.float64)
+    for n in range(batch):
+        logits[...] = 0.0
+        logits[0] = strength / 2
+        for cls, (kind, centre, radii, rotation) in enumerate(_layout(rng, classes, height, width), start=1):
+            rr, cc = _shape_pixels(kind, centre, radii, rotation, image)
+            labels[n, rr, cc] = cls
+            # The prediction: the same object, shifted and rescaled, with a blurred edge band.
+            pred_centre = (centre[0] + rng.normal(0, shift_sd), centre[1] + rng.normal(0, shift_sd))
+            scale = 1.0 + rng.normal(0, 0.05 * (1.0 - quality) + 0.01)
+            for grow in (1.0 + _EDGE_BAND, 1.0 - _EDGE_BAND):
+                pred_radii = (radii[0] * scale * grow, radii[1] * scale * grow)
+                rr, cc = _shape_pixels(kind, pred_centre, pred_radii, rotation, image)
+                logits[cls, rr, cc] += strength / 2
+        for block in _NOISE_BLOCKS:
+            noise = rng.standard_normal((classes, pad_h // block, 1, pad_w // block, 1))
+            logits.reshape(classes, pad_h // block, block, pad_w // block, block)[...] += noise_sd * noise
+        image_logits = logits[:, :height, :width]
+        image_logits -= image_logits.max(axis=0)
+        np.exp(image_logits, out=image_logits)
+        image_logits /= image_logits.sum(axis=0)
+        y_pred[n] = np.moveaxis(image_logits, 0, -1)
+
+    y_true_complete = _one_hot(labels, classes, np_dtype)
+    present = [(n, c) for n in range(batch) for c in range(1, classes) if (labels[n] == c).any()]
+    if missing > len(present):
+        raise ValueError(f"missing must be <= {len(present)} (the objects present in the batch), got {missing}")
+    chosen = sorted(present[i] for i in rng.choice(len(present), size=missing, replace=False))
+    y_true = y_true_complete.copy() if chosen else y_true_complete
+    for n, c in chosen:
+        y_true[n][labels[n] == c] = np.eye(classes, dtype=np_dtype)[0]
+    for array in (y_true, y_pred, y_true_complete):
+        array.flags.writeable = False  # scenes are shared between cells: nobody may change them
+    return Scene(y_true=y_true, y_pred=y_pred, y_true_complete=y_true_complete, missing=tuple(chosen))
+
+
+def _one_hot(labels: np.ndarray, classes: int, dtype: np.dtype) -> np.ndarray:
+    return np.eye(classes, dtype=dtype)[labels]
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    if name == "bfloat16":
+        import ml_dtypes  # shipped with TensorFlow; numpy has no bfloat16 of its own
+
+        return np.dtype(ml_dtypes.bfloat16)
+    if name not in ("float16", "float32", "float64"):
+        raise ValueError(f"dtype must be one of float16, bfloat16, float32, float64, got {name!r}")
+    return np.dtype(name)
