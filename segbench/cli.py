@@ -1,8 +1,13 @@
-"""The segbench command line: ``segbench values|run|compare|report|check``."""
+"""The segbench command line: ``segbench values|run|compare|report|check``.
+
+Each subcommand lives in its own module with a ``register(subcommands)`` function; importing
+those modules is cheap (no TensorFlow), so ``segbench --help`` is instant.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -10,31 +15,37 @@ import sys
 # Real failures still raise Python exceptions.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-
-def _values(args: argparse.Namespace) -> int:
-    from segbench.values import SEED_SCENARIO, value_pivot, value_table
-
-    table = value_table(SEED_SCENARIO)
-    print(
-        f"Loss values on the seed's scenario (batch {SEED_SCENARIO.batch}, {SEED_SCENARIO.height}x"
-        f"{SEED_SCENARIO.width}, C={SEED_SCENARIO.classes}, {SEED_SCENARIO.missing} missing annotations, "
-        f"seed {SEED_SCENARIO.seed}), float32 inputs:\n"
-    )
-    print(value_pivot(table).reset_index().to_markdown(index=False, floatfmt=".7g"))
-    return 0
+COMMAND_MODULES = (
+    "segbench.values",
+    "segbench.runner",
+    "segbench.compare",
+    "segbench.report",
+    "segbench.check",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segbench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="segbench", description="Benchmarks of segmentation loss functions.")
     commands = parser.add_subparsers(dest="command", required=True)
-    values = commands.add_parser("values", help="the three losses' values on the seed's scenario in every mode")
-    values.set_defaults(handler=_values)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name == name:  # a subcommand not written yet
+                continue
+            raise
+        module.register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        # Bad input: a clear message naming the argument, not a traceback.
+        print(f"segbench {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ regression check (``segbench check``).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -30,9 +31,7 @@ class Scenario:
     seed: int = 0
 
     def scene(self) -> Scene:
-        return make_scene(
-            self.batch, self.height, self.width, self.classes, missing=self.missing, seed=self.seed
-        )
+        return make_scene(self.batch, self.height, self.width, self.classes, missing=self.missing, seed=self.seed)
 
 
 SEED_SCENARIO = Scenario("seed", batch=8, height=128, width=128, classes=4, missing=2)
@@ -76,3 +75,18 @@ def value_pivot(table: pd.DataFrame) -> pd.DataFrame:
     pivot["oracle (float64)"] = grouped["oracle"].first()
     pivot["max |diff|"] = grouped["abs_diff"].max()
     return pivot
+
+
+def _command(args: argparse.Namespace) -> int:
+    scenario = SEED_SCENARIO
+    print(
+        f"Loss values on the seed's scenario (batch {scenario.batch}, {scenario.height}x{scenario.width}, "
+        f"C={scenario.classes}, {scenario.missing} missing annotations, seed {scenario.seed}), float32 inputs:\n"
+    )
+    print(value_pivot(value_table(scenario)).reset_index().to_markdown(index=False, floatfmt=".7g"))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("values", help="every loss's value on the seed's scenario in every mode")
+    parser.set_defaults(handler=_command)

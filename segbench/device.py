@@ -1,0 +1,179 @@
+"""Where a cell runs: device choice, input placement, synchronisation and peak memory.
+
+The GPU path differs from the CPU path in exactly three places, all here: placement
+(``tf.device``), synchronisation (``tf.test.experimental.sync_devices`` before the clock stops)
+and memory statistics (``tf.config.experimental.get_memory_info``). Everything else is shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import re
+import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class DeviceUnavailable(RuntimeError):
+    """The asked-for device does not exist here (e.g. --device gpu on a machine without one)."""
+
+
+@dataclass(frozen=True)
+class Device:
+    spec: str  # what the user asked for: auto, cpu, gpu, gpu:N
+    kind: str  # "CPU" or "GPU"
+    index: int
+    name: str  # human-readable model, e.g. the CPU model or "NVIDIA A100-SXM4-40GB"
+
+    @property
+    def tf_name(self) -> str:
+        return f"/{self.kind}:{self.index}"
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.kind == "GPU"
+
+
+def parse_spec(spec: str) -> tuple[str, int | None]:
+    """'auto' | 'cpu' | 'gpu' | 'gpu:N' -> (kind, index); raises ValueError naming --device."""
+    match = re.fullmatch(r"(auto|cpu|gpu)(?::(\d+))?", spec.strip().lower())
+    if not match or (match.group(1) != "gpu" and match.group(2) is not None):
+        raise ValueError(f"--device must be auto, cpu, gpu or gpu:N, got {spec!r}")
+    index = int(match.group(2)) if match.group(2) is not None else None
+    return match.group(1), index
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def resolve(spec: str = "auto", *, uses_tensorflow: bool = True) -> Device:
+    """The device to run on. ``auto`` takes the first GPU TensorFlow sees, else the CPU."""
+    kind, index = parse_spec(spec)
+    if kind == "cpu" or (kind == "auto" and not uses_tensorflow):
+        return Device(spec, "CPU", 0, cpu_model())
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if kind == "auto" and not gpus:
+        return Device(spec, "CPU", 0, cpu_model())
+    index = index or 0
+    if index >= len(gpus):
+        raise DeviceUnavailable(f"--device {spec}: TensorFlow sees {len(gpus)} GPU(s) on this machine")
+    details = tf.config.experimental.get_device_details(gpus[index])
+    return Device(spec, "GPU", index, details.get("device_name", f"GPU:{index}"))
+
+
+def place(array: Any, device: Device, backend: str) -> Any:
+    """Put an input where the timed code will read it, before the clock starts."""
+    if backend == "numpy":
+        return array
+    import tensorflow as tf
+
+    with tf.device(device.tf_name):
+        return tf.identity(tf.convert_to_tensor(array))
+
+
+@contextlib.contextmanager
+def on(device: Device, backend: str) -> Iterator[None]:
+    """Run TensorFlow ops on ``device`` inside the block."""
+    if backend == "numpy":
+        yield
+        return
+    import tensorflow as tf
+
+    with tf.device(device.tf_name):
+        yield
+
+
+def first_value(result: Any) -> Any:
+    """The scalar that proves a call finished: the loss, or its first element for a map or a pair."""
+    value = result[0] if isinstance(result, tuple) else result
+    shape = getattr(value, "shape", ())
+    if len(shape):
+        value = value[(0,) * len(shape)]
+    return value
+
+
+def synchronizer(device: Device, backend: str) -> Callable[[Any], float]:
+    """A function that returns once ``result`` is really computed: the clock stops after it.
+
+    CPU: fetching a scalar of the result blocks until TensorFlow has produced it. GPU: kernels run
+    asynchronously, so all devices are synchronised first, then the scalar is fetched.
+    """
+    if backend == "numpy":
+        return lambda result: float(first_value(result))
+    import tensorflow as tf
+
+    if device.is_gpu:
+
+        def sync_gpu(result: Any) -> float:
+            tf.test.experimental.sync_devices()
+            return float(first_value(result))
+
+        return sync_gpu
+    return lambda result: float(first_value(result))
+
+
+# Peak memory of one call.
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(field: str) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def rss_peak_resettable() -> bool:
+    """Linux lets a process reset its peak RSS (VmHWM) by writing 5 to /proc/self/clear_refs."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
+def measure_peak_memory(call: Callable[[], Any], device: Device, backend: str) -> tuple[int | None, str]:
+    """(bytes, method): memory one call needs beyond what was in use before it.
+
+    - numpy: tracemalloc's peak of the call's allocations (numpy reports its buffers to it); exact.
+    - TensorFlow on GPU: the allocator's peak minus what was in use before, reset first.
+    - TensorFlow on CPU: growth of the process's peak resident set (VmHWM, reset first). This is an
+      upper bound of what the call touched that was not already resident; allocator caching can
+      make it smaller than the true working set, so it is labelled ``rss_hwm``.
+    """
+    if backend == "numpy":
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            call()
+            return tracemalloc.get_traced_memory()[1] - base, "tracemalloc"
+        finally:
+            tracemalloc.stop()
+    if device.is_gpu:
+        import tensorflow as tf
+
+        name = device.tf_name.lstrip("/")
+        tf.config.experimental.reset_memory_stats(name)
+        base = tf.config.experimental.get_memory_info(name)["current"]
+        call()
+        return tf.config.experimental.get_memory_info(name)["peak"] - base, "tf_gpu_peak"
+    if not rss_peak_resettable():
+        call()
+        return None, "unavailable"
+    base = _status_kib("VmRSS") or 0
+    call()
+    return max((_status_kib("VmHWM") or 0) - base, 0) * 1024, "rss_hwm"

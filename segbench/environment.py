@@ -1,0 +1,112 @@
+"""What makes a result reproducible: versions, device, threads, environment variables, git commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+RELEVANT_VARIABLES = (
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_XLA_FLAGS",
+    "XLA_FLAGS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "TF_GPU_ALLOCATOR",
+    "TF_FORCE_GPU_ALLOW_GROWTH",
+    "TF_DETERMINISTIC_OPS",
+    "SEGBENCH_PROFILE",
+)
+
+_PERSISTENT_CACHE_FLAG = re.compile(r"--tf_xla_persistent_cache_\w+(=\S*)?")
+
+
+def disable_xla_persistent_cache() -> bool:
+    """Remove XLA's persistent compilation cache flags from TF_XLA_FLAGS, so compile time is real.
+
+    Must run before TensorFlow is imported (TensorFlow reads the flags once). TensorFlow keeps no
+    persistent cache unless --tf_xla_persistent_cache_directory is set; returns True if it was.
+    """
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    cleaned = _PERSISTENT_CACHE_FLAG.sub("", flags).strip()
+    if cleaned != flags.strip():
+        if "tensorflow" in sys.modules:
+            raise RuntimeError("TF_XLA_FLAGS must be cleaned before TensorFlow is imported")
+        os.environ["TF_XLA_FLAGS"] = cleaned
+        return True
+    return False
+
+
+def git_state(path: str | os.PathLike[str] | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout holding ``path`` (default: segbench's source), or (None, None)."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+    return commit, bool(status.strip())
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a short random suffix."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def collect(*, uses_tensorflow: bool, device: Any = None, profile: str | None = None, source: str) -> dict[str, Any]:
+    """The run metadata columns of the results schema."""
+    import numpy as np
+
+    from segbench import __version__
+
+    commit, dirty = git_state()
+    meta: dict[str, Any] = {
+        "source": source,
+        "run_id": new_run_id(),
+        "profile": profile,
+        "started_at": now(),
+        "host": socket.gethostname(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "segbench_version": __version__,
+        "python_version": platform.python_version(),
+        "numpy_version": np.__version__,
+        "tensorflow_version": None,
+        "device": f"{device.kind}:{device.index}" if device else None,
+        "device_name": device.name if device else None,
+        "intra_op_threads": None,
+        "inter_op_threads": None,
+        "environment": json.dumps({k: os.environ[k] for k in RELEVANT_VARIABLES if k in os.environ}, sort_keys=True),
+    }
+    if uses_tensorflow:
+        import tensorflow as tf
+
+        meta["tensorflow_version"] = tf.__version__
+        # 0 means "TensorFlow's choice": record what that is on this machine.
+        meta["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+        meta["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()
+    return meta

@@ -1,0 +1,231 @@
+"""Results as tidy pandas tables: the schema, a crash-safe writer, and loading.
+
+One row per cell (long format). The schema is versioned: ``SCHEMA_VERSION`` changes whenever a
+column is added, removed or changes meaning, and :func:`load` refuses tables of a newer version.
+Tables from ``segbench run``, asv (:func:`from_asv`) and pytest-benchmark
+(:func:`from_pytest_benchmark`) share it, so they concatenate.
+
+A run directory holds ``cells.jsonl`` (the journal: one JSON line per finished cell, flushed and
+fsynced before the next cell starts, so Ctrl-C, a crash or the OOM killer lose nothing already
+measured), ``results.parquet`` and ``results.csv`` (rewritten after every cell), and ``run.json``
+(the run's environment).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+KEY_COLUMNS = ("loss", "formulation", "mode", "pass", "batch", "height", "width", "classes", "dtype")
+"""What identifies a cell within a run."""
+
+SCHEMA: dict[str, str] = {
+    # run metadata (the same on every row of a run)
+    "schema_version": "int64",
+    "source": "string",  # segbench run | asv | pytest-benchmark
+    "run_id": "string",
+    "profile": "string",
+    "started_at": "string",  # ISO 8601, UTC
+    "host": "string",
+    "git_commit": "string",
+    "git_dirty": "boolean",
+    "segbench_version": "string",
+    "python_version": "string",
+    "numpy_version": "string",
+    "tensorflow_version": "string",
+    "device": "string",  # CPU:0, GPU:0
+    "device_name": "string",  # the CPU or GPU model
+    "intra_op_threads": "Int64",
+    "inter_op_threads": "Int64",
+    "environment": "string",  # JSON of the relevant environment variables (TF_*, XLA_FLAGS, OMP_*...)
+    # the cell
+    "loss": "string",
+    "formulation": "string",
+    "mode": "string",
+    "pass": "string",  # forward | forward+backward
+    "batch": "int64",
+    "height": "int64",
+    "width": "int64",
+    "classes": "int64",
+    "dtype": "string",
+    "status": "string",  # ok | error | oom | unavailable | timeout
+    "error": "string",
+    # time
+    "compile_s": "float64",  # the first call: trace (+ XLA compile) + first run
+    "median_s": "float64",  # per call
+    "iqr_s": "float64",
+    "mean_s": "float64",
+    "min_s": "float64",
+    "rounds": "Int64",
+    "calls_per_round": "Int64",
+    "raw_times_s": "string",  # JSON list: per-call time of each round
+    # throughput and the memory-read ceiling
+    "pixels_per_s": "float64",
+    "bytes_moved": "Int64",  # y_true + y_pred read once (+ the gradient written once)
+    "gb_per_s": "float64",
+    "ceiling_gb_per_s": "float64",  # measured in the same run: reading both inputs once
+    "roofline_fraction": "float64",  # gb_per_s / ceiling_gb_per_s
+    # memory
+    "peak_mem_bytes": "Int64",
+    "mem_method": "string",  # tracemalloc | rss_hwm | tf_gpu_peak | unavailable
+    # correctness of the measured cell
+    "loss_value": "float64",
+    "oracle_value": "float64",
+    "oracle_abs_diff": "float64",
+    "finished_at": "string",
+}
+
+JOURNAL = "cells.jsonl"
+PARQUET = "results.parquet"
+CSV = "results.csv"
+RUN_META = "run.json"
+
+
+def conform(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns in schema order with schema dtypes; missing columns filled with NA."""
+    frame = frame.copy()
+    for column, dtype in SCHEMA.items():
+        if column not in frame:
+            frame[column] = pd.NA
+        frame[column] = frame[column].astype(dtype)
+    extra = [c for c in frame.columns if c not in SCHEMA]
+    return frame[list(SCHEMA) + extra]
+
+
+def empty() -> pd.DataFrame:
+    return conform(pd.DataFrame())
+
+
+def _check_version(frame: pd.DataFrame, origin: str) -> None:
+    if "schema_version" in frame and len(frame):
+        newest = int(pd.to_numeric(frame["schema_version"]).max())
+        if newest > SCHEMA_VERSION:
+            raise ValueError(
+                f"{origin} has schema version {newest}; this segbench reads up to {SCHEMA_VERSION}: upgrade segbench"
+            )
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The rows of a journal; a last line cut short by a crash is ignored."""
+    rows = []
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line the process was killed while writing
+    return rows
+
+
+def _load_one(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        journal = path / JOURNAL
+        if journal.exists():  # the journal is the truth; the tables may lag it by one cell
+            frame = pd.DataFrame(read_journal(journal))
+        elif (path / PARQUET).exists():
+            frame = pd.read_parquet(path / PARQUET)
+        elif (path / CSV).exists():
+            frame = pd.read_csv(path / CSV)
+        else:
+            raise FileNotFoundError(f"{path} holds no segbench results ({JOURNAL}, {PARQUET} or {CSV})")
+    elif path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path)
+    elif path.suffix == ".jsonl":
+        frame = pd.DataFrame(read_journal(path))
+    elif not path.exists():
+        raise FileNotFoundError(f"no results at {path}")
+    else:
+        raise ValueError(f"cannot read results from {path}: expected a run directory, .parquet, .csv or .jsonl")
+    _check_version(frame, str(path))
+    return conform(frame)
+
+
+def load(*paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Read one or more runs (directories, .parquet, .csv, .jsonl) into one DataFrame."""
+    flat: list[Path] = []
+    for item in paths:
+        if isinstance(item, (str, os.PathLike)):
+            flat.append(Path(item))
+        else:
+            flat.extend(Path(p) for p in item)
+    if not flat:
+        raise ValueError("load() needs at least one path")
+    frames = [_load_one(p) for p in flat]
+    return conform(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else frames[0]
+
+
+class ResultWriter:
+    """Appends finished cells to a run directory so that nothing measured is ever lost."""
+
+    def __init__(self, directory: str | os.PathLike[str], meta: Mapping[str, Any]):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.meta = dict(meta)
+        self.rows: list[dict[str, Any]] = read_journal(self.directory / JOURNAL)
+        if not (self.directory / RUN_META).exists():
+            _atomic_write_text(self.directory / RUN_META, json.dumps(self.meta, indent=2, sort_keys=True))
+
+    def done_keys(self) -> set[tuple]:
+        """Keys of cells already in the journal (for --resume)."""
+        return {tuple(row[k] for k in KEY_COLUMNS) for row in self.rows}
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        full = {"schema_version": SCHEMA_VERSION, **self.meta, **row}
+        with open(self.directory / JOURNAL, "a", encoding="utf-8") as journal:
+            journal.write(json.dumps(full, default=_json_default) + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+        self.rows.append(full)
+        self.write_tables()
+
+    def frame(self) -> pd.DataFrame:
+        return conform(pd.DataFrame(self.rows)) if self.rows else empty()
+
+    def write_tables(self) -> None:
+        frame = self.frame()
+        tmp = self.directory / (PARQUET + ".tmp")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, self.directory / PARQUET)
+        tmp = self.directory / (CSV + ".tmp")
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, self.directory / CSV)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if value is pd.NA:
+        return None
+    raise TypeError(f"cannot store {type(value).__name__} in a results row")
+
+
+def from_asv(*args: Any, **kwargs: Any) -> pd.DataFrame:
+    """asv's JSON results as a DataFrame in this schema (see segbench.importers)."""
+    from segbench import importers
+
+    return importers.from_asv(*args, **kwargs)
+
+
+def from_pytest_benchmark(*args: Any, **kwargs: Any) -> pd.DataFrame:
+    """pytest-benchmark's saved JSON as a DataFrame in this schema (see segbench.importers)."""
+    from segbench import importers
+
+    return importers.from_pytest_benchmark(*args, **kwargs)

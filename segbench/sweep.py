@@ -1,0 +1,238 @@
+"""The one definition of what is benchmarked: cases, sweeps and named profiles.
+
+``segbench run``, the asv benchmarks and the pytest-benchmark benchmarks all take their cases
+from here, so the three tools measure the same grid. A case is one loss x formulation x mode x
+pass x batch x resolution x classes x dtype; a profile is a named sweep plus timing budgets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from segbench.registry import FORMULATIONS, LOSSES, MODES, get_formulation, get_loss, get_mode, loss_fn
+from segbench.scenes import Scene, make_scene
+
+PASSES = ("forward", "forward+backward")
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+SCENE_SEED = 0
+PROFILE_ENV = "SEGBENCH_PROFILE"
+
+
+@dataclass(frozen=True, order=True)
+class Case:
+    """One benchmark cell: what is measured (the spec), not how it went."""
+
+    batch: int
+    height: int
+    width: int
+    classes: int
+    dtype: str
+    loss: str
+    formulation: str
+    mode: str
+    pass_: str
+
+    @property
+    def gradient(self) -> bool:
+        return self.pass_ == "forward+backward"
+
+    @property
+    def pixels(self) -> int:
+        return self.batch * self.height * self.width
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.height, self.width, self.classes)
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{self.loss}/{self.formulation}/{self.mode}/{self.pass_}/"
+            f"b{self.batch}/{self.height}x{self.width}/c{self.classes}/{self.dtype}"
+        )
+
+    def key(self) -> dict[str, Any]:
+        """The columns that identify this cell in a results table."""
+        return {
+            "loss": self.loss,
+            "formulation": self.formulation,
+            "mode": self.mode,
+            "pass": self.pass_,
+            "batch": self.batch,
+            "height": self.height,
+            "width": self.width,
+            "classes": self.classes,
+            "dtype": self.dtype,
+        }
+
+    def unsupported_reason(self) -> str | None:
+        """Why this combination cannot run at all (then it is skipped, not failed), or None."""
+        if self.dtype not in MODES[self.mode].dtypes:
+            return f"mode {self.mode} does not support {self.dtype}"
+        return None
+
+    def scene(self) -> Scene:
+        """The seeded inputs for this cell (shared by all cells of the same shape and dtype)."""
+        return scene_for(self.batch, self.height, self.width, self.classes, self.dtype)
+
+    def build(self) -> Any:
+        """The callable to time: no input validation, as timed code should be."""
+        return loss_fn(self.loss, self.mode, formulation=self.formulation, gradient=self.gradient, validate=False)
+
+
+@functools.lru_cache(maxsize=1)
+def scene_for(batch: int, height: int, width: int, classes: int, dtype: str) -> Scene:
+    """Benchmark inputs: the seed's scene with two missing annotations (fewer in a batch of one)."""
+    return make_scene(batch, height, width, classes, missing=min(2, batch), seed=SCENE_SEED, dtype=dtype)
+
+
+def _as_tuple(name: str, values: Iterable[Any], allowed: Sequence[Any] | None = None) -> tuple[Any, ...]:
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"{name} must not be empty")
+    if allowed is not None:
+        for value in values:
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; expected one of: {', '.join(map(str, allowed))}")
+    return values
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A grid: the cases are the cross product of these, minus unsupported mode/dtype pairs."""
+
+    losses: tuple[str, ...] = tuple(LOSSES)
+    formulations: tuple[str, ...] = tuple(FORMULATIONS)
+    modes: tuple[str, ...] = tuple(MODES)
+    passes: tuple[str, ...] = PASSES
+    batches: tuple[int, ...] = (8,)
+    resolutions: tuple[tuple[int, int], ...] = ((128, 128),)
+    classes: tuple[int, ...] = (4,)
+    dtypes: tuple[str, ...] = ("float32",)
+
+    def __post_init__(self) -> None:
+        for loss in self.losses:
+            get_loss(loss)
+        for formulation in self.formulations:
+            get_formulation(formulation)
+        for mode in self.modes:
+            get_mode(mode)
+        _as_tuple("pass", self.passes, PASSES)
+        _as_tuple("dtype", self.dtypes, DTYPES)
+        for name, values in (("batch", self.batches), ("classes", self.classes)):
+            for value in _as_tuple(name, values):
+                if not isinstance(value, int) or value < (2 if name == "classes" else 1):
+                    raise ValueError(f"{name} must be integers >= {2 if name == 'classes' else 1}, got {value!r}")
+        for resolution in _as_tuple("resolution", self.resolutions):
+            if len(resolution) != 2 or min(resolution) < 1:
+                raise ValueError(f"resolution must be (height, width) >= 1, got {resolution!r}")
+
+    def cases(self) -> list[Case]:
+        """Every supported case, ordered by shape so that inputs are made once per shape."""
+        grid = itertools.product(
+            self.batches,
+            self.resolutions,
+            self.classes,
+            self.dtypes,
+            self.losses,
+            self.formulations,
+            self.modes,
+            self.passes,
+        )
+        cases = [Case(b, h, w, c, d, loss, f, m, p) for b, (h, w), c, d, loss, f, m, p in grid]
+        return [case for case in cases if case.unsupported_reason() is None]
+
+    def replace(self, **changes: Any) -> Sweep:
+        return dataclasses.replace(self, **{k: tuple(v) for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class TimerBudget:
+    """How long the timer may spend on one cell (see segbench.timing)."""
+
+    min_run_time: float = 0.2  # seconds of timed blocks per cell, after warm-up
+    min_rounds: int = 5
+    max_rounds: int = 200
+    warmup_time: float = 0.05
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    sweep: Sweep
+    budget: TimerBudget = field(default_factory=TimerBudget)
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            "tiny",
+            "smoke test of the machinery (tests, CI): one small shape, every loss/formulation/mode/pass",
+            Sweep(batches=(2,), resolutions=((32, 32),)),
+            TimerBudget(min_run_time=0.01, min_rounds=3, max_rounds=20, warmup_time=0.0),
+        ),
+        Profile(
+            "quick",
+            "seconds to a minute on a 2-core CPU",
+            Sweep(batches=(1, 8), resolutions=((64, 64),)),
+            TimerBudget(min_run_time=0.05, min_rounds=5, max_rounds=50, warmup_time=0.01),
+        ),
+        Profile(
+            "default",
+            "the README's main command: a few minutes on a 2-core CPU",
+            Sweep(batches=(1, 8), resolutions=((128, 128), (256, 256))),
+            TimerBudget(min_run_time=0.2, min_rounds=5, max_rounds=100, warmup_time=0.05),
+        ),
+        Profile(
+            "full",
+            "batch up to 64, resolutions up to 1024x1024, C up to 32, three dtypes (hours on a CPU)",
+            Sweep(
+                batches=(1, 8, 32, 64),
+                resolutions=((128, 128), (256, 256), (512, 512), (1024, 1024)),
+                classes=(4, 16, 32),
+                dtypes=("float32", "float16", "bfloat16"),
+            ),
+            TimerBudget(min_run_time=1.0, min_rounds=7, max_rounds=1000, warmup_time=0.2),
+        ),
+    )
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """A profile by name; None means $SEGBENCH_PROFILE, else "default"."""
+    name = name or os.environ.get(PROFILE_ENV) or "default"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; expected one of: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def parse_ints(name: str, text: str) -> tuple[int, ...]:
+    """'1,8,32' -> (1, 8, 32), with an error naming the option."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--{name} takes comma-separated integers, got {text!r}") from None
+
+
+def parse_resolutions(text: str) -> tuple[tuple[int, int], ...]:
+    """'128,256,512x1024' -> ((128, 128), (256, 256), (512, 1024)): HxW, or one number for square."""
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            h, _, w = part.partition("x")
+            out.append((int(h), int(w or h)))
+        except ValueError:
+            raise ValueError(f"--res takes comma-separated N or HxW, got {part!r} in {text!r}") from None
+    return tuple(out)
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
