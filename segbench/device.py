@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-class DeviceUnavailable(RuntimeError):
+class DeviceUnavailableError(RuntimeError):
     """The asked-for device does not exist here (e.g. --device gpu on a machine without one)."""
 
 
@@ -66,7 +66,7 @@ def resolve(spec: str = "auto", *, uses_tensorflow: bool = True) -> Device:
         return Device(spec, "CPU", 0, cpu_model())
     index = index or 0
     if index >= len(gpus):
-        raise DeviceUnavailable(f"--device {spec}: TensorFlow sees {len(gpus)} GPU(s) on this machine")
+        raise DeviceUnavailableError(f"--device {spec}: TensorFlow sees {len(gpus)} GPU(s) on this machine")
     details = tf.config.experimental.get_device_details(gpus[index])
     return Device(spec, "GPU", index, details.get("device_name", f"GPU:{index}"))
 
