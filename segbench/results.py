@@ -28,7 +28,7 @@ KEY_COLUMNS = ("loss", "formulation", "mode", "pass", "batch", "height", "width"
 
 SCHEMA: dict[str, str] = {
     # run metadata (the same on every row of a run)
-    "schema_version": "int64",
+    "schema_version": "Int64",
     "source": "string",  # segbench run | asv | pytest-benchmark
     "run_id": "string",
     "profile": "string",
@@ -50,10 +50,10 @@ SCHEMA: dict[str, str] = {
     "formulation": "string",
     "mode": "string",
     "pass": "string",  # forward | forward+backward
-    "batch": "int64",
-    "height": "int64",
-    "width": "int64",
-    "classes": "int64",
+    "batch": "Int64",
+    "height": "Int64",
+    "width": "Int64",
+    "classes": "Int64",
     "dtype": "string",
     "status": "string",  # ok | error | oom | unavailable | timeout
     "error": "string",
@@ -93,8 +93,11 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for column, dtype in SCHEMA.items():
         if column not in frame:
-            frame[column] = pd.NA
-        frame[column] = frame[column].astype(dtype)
+            frame[column] = None
+        if dtype == "float64":
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(dtype)
+        else:
+            frame[column] = frame[column].astype(dtype)
     extra = [c for c in frame.columns if c not in SCHEMA]
     return frame[list(SCHEMA) + extra]
 
@@ -104,8 +107,9 @@ def empty() -> pd.DataFrame:
 
 
 def _check_version(frame: pd.DataFrame, origin: str) -> None:
-    if "schema_version" in frame and len(frame):
-        newest = int(pd.to_numeric(frame["schema_version"]).max())
+    versions = pd.to_numeric(frame["schema_version"]).dropna() if "schema_version" in frame else []
+    if len(versions):
+        newest = int(versions.max())
         if newest > SCHEMA_VERSION:
             raise ValueError(
                 f"{origin} has schema version {newest}; this segbench reads up to {SCHEMA_VERSION}: upgrade segbench"
@@ -128,6 +132,8 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
 
 
 def _load_one(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise FileNotFoundError(f"no results at {path}")
     if path.is_dir():
         journal = path / JOURNAL
         if journal.exists():  # the journal is the truth; the tables may lag it by one cell
@@ -144,8 +150,6 @@ def _load_one(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path)
     elif path.suffix == ".jsonl":
         frame = pd.DataFrame(read_journal(path))
-    elif not path.exists():
-        raise FileNotFoundError(f"no results at {path}")
     else:
         raise ValueError(f"cannot read results from {path}: expected a run directory, .parquet, .csv or .jsonl")
     _check_version(frame, str(path))

@@ -1,0 +1,203 @@
+"""``segbench compare``: XLA and tf.function against eager (and numpy) in one run; or two runs.
+
+One run: per pass, a row per loss x formulation x shape with eager's time, each mode's speedup
+over eager and over numpy, the best mode and its fraction of the memory-read ceiling; then compile
+times and the break-even number of calls after which a compiled mode has paid for compiling.
+
+Two runs (OLD NEW): the same cells side by side with NEW/OLD; a change is flagged when it is larger
+than the threshold *and* than the measured noise (the two IQRs added). The exit status is 1 when a
+cell got slower that way, so scripts and CI can use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+
+from segbench.results import KEY_COLUMNS
+
+SHAPE_COLUMNS = ["batch", "resolution", "classes", "dtype"]
+
+
+def _ok(frame: pd.DataFrame) -> pd.DataFrame:
+    ok = frame[frame["status"] == "ok"].copy()
+    ok["resolution"] = ok["height"].astype(str) + "x" + ok["width"].astype(str)
+    # Several runs of a cell (concatenated tables): the latest counts.
+    return ok.sort_values("finished_at", na_position="first").drop_duplicates(KEY_COLUMNS, keep="last")
+
+
+def _modes_in(frame: pd.DataFrame) -> list[str]:
+    from segbench.registry import MODES
+
+    present = set(frame["mode"])
+    return [m for m in MODES if m in present] + sorted(present - set(MODES))
+
+
+def speedup_table(frame: pd.DataFrame, pass_: str, baseline: str = "eager") -> pd.DataFrame:
+    """Rows: loss, formulation, shape; columns: baseline ms, each mode's speedup, best mode."""
+    ok = _ok(frame)
+    ok = ok[ok["pass"] == pass_]
+    index = ["loss", "formulation", *SHAPE_COLUMNS]
+    median = ok.pivot_table(index=index, columns="mode", values="median_s", aggfunc="first", sort=False)
+    roofline = ok.pivot_table(index=index, columns="mode", values="roofline_fraction", aggfunc="first", sort=False)
+    modes = [m for m in _modes_in(ok) if m in median]
+    table = pd.DataFrame(index=median.index)
+    if baseline in median:
+        table[f"{baseline} ms"] = median[baseline] * 1e3
+        for mode in modes:
+            if mode != baseline:
+                table[f"{mode} x"] = median[baseline] / median[mode]
+    if "numpy" in median and baseline != "numpy":
+        for mode in modes:
+            if mode not in ("numpy", baseline):
+                table[f"{mode} /numpy x"] = median["numpy"] / median[mode]
+    best = median[modes].idxmin(axis=1)
+    table["best"] = best
+    table["best ms"] = median[modes].min(axis=1) * 1e3
+    table["% ceiling"] = [
+        100 * roofline.at[i, m] if m in roofline and pd.notna(roofline.at[i, m]) else np.nan
+        for i, m in zip(table.index, best, strict=True)
+    ]
+    return table.reset_index()
+
+
+def break_even_calls(compile_s: float, base_compile_s: float, median_s: float, base_median_s: float) -> float:
+    """Calls after which a mode's total time (first call, then median per call) beats the baseline's.
+
+    n calls cost ``compile_s + (n - 1) * median_s``; the break-even n is the smallest n where that is
+    at most the baseline's. 1 when the mode is never behind; inf when it is never ahead.
+    """
+    extra_first_call = compile_s - base_compile_s
+    saving_per_call = base_median_s - median_s
+    if extra_first_call <= 0:
+        return 1.0
+    if saving_per_call <= 0:
+        return math.inf
+    return 1.0 + math.ceil(extra_first_call / saving_per_call)
+
+
+def compile_table(frame: pd.DataFrame, baseline: str = "eager") -> pd.DataFrame:
+    """First-call seconds per mode and the break-even call count of each compiled mode."""
+    ok = _ok(frame)
+    index = ["loss", "formulation", "pass", *SHAPE_COLUMNS]
+    first = ok.pivot_table(index=index, columns="mode", values="compile_s", aggfunc="first", sort=False)
+    median = ok.pivot_table(index=index, columns="mode", values="median_s", aggfunc="first", sort=False)
+    table = pd.DataFrame(index=first.index)
+    for mode in _modes_in(ok):
+        if mode in first:
+            table[f"{mode} first call s"] = first[mode]
+    if baseline in first:
+        for mode in ("function", "xla"):
+            if mode in first:
+                table[f"{mode} break-even calls"] = [
+                    break_even_calls(
+                        first.at[i, mode], first.at[i, baseline], median.at[i, mode], median.at[i, baseline]
+                    )
+                    for i in table.index
+                ]
+    return table.reset_index()
+
+
+def failures(frame: pd.DataFrame) -> pd.DataFrame:
+    bad = frame[frame["status"] != "ok"]
+    return bad[[*KEY_COLUMNS, "status", "error"]].reset_index(drop=True)
+
+
+def _constant_columns(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Move shape columns that hold one value (often classes, dtype) out of the table, into a note."""
+    constant = [c for c in ("classes", "dtype") if c in table and table[c].nunique() == 1]
+    note = ", ".join(f"{c} {table[c].iloc[0]}" for c in constant)
+    return table.drop(columns=constant), note
+
+
+def render(table: pd.DataFrame, fmt: str, floatfmt: str = ".3g") -> str:
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    return table.to_markdown(index=False, tablefmt=tablefmt, floatfmt=floatfmt)
+
+
+def _heading(text: str, fmt: str) -> str:
+    return f"\n### {text}\n" if fmt == "markdown" else f"\n== {text} ==\n"
+
+
+def summary(frame: pd.DataFrame, fmt: str = "terminal") -> str:
+    """The comparison of one run (or concatenated runs), as text, Markdown or CSV."""
+    parts = []
+    device = ", ".join(sorted(set(frame["device_name"].dropna().astype(str)))) or "unknown device"
+    if fmt != "csv":
+        parts.append(f"{len(frame)} cells, {int((frame['status'] == 'ok').sum())} ok; devices: {device}")
+    for pass_ in ("forward", "forward+backward"):
+        table = speedup_table(frame, pass_)
+        if len(table):
+            if fmt == "csv":
+                table.insert(0, "pass", pass_)
+                parts.append(render(table, fmt))
+            else:
+                table, note = _constant_columns(table)
+                parts.append(_heading(f"{pass_}, {note}: speedup over eager (x, >1 is faster); best mode", fmt))
+                parts.append(render(table, fmt))
+    if fmt != "csv":
+        table, note = _constant_columns(compile_table(frame))
+        if len(table):
+            parts.append(_heading(f"first call (trace + compile), {note}; break-even calls vs eager", fmt))
+            parts.append(render(table, fmt))
+        bad = failures(frame)
+        if len(bad):
+            parts.append(_heading("cells that did not run", fmt))
+            parts.append(render(bad, fmt))
+    return "\n".join(parts)
+
+
+def compare_runs(old: pd.DataFrame, new: pd.DataFrame, threshold: float = 0.10) -> pd.DataFrame:
+    """Cells present in both runs with old/new median, the ratio and a change flag."""
+    if not threshold > 0:
+        raise ValueError(f"--threshold must be a positive fraction (0.1 = 10%), got {threshold}")
+    columns = [*KEY_COLUMNS, "median_s", "iqr_s"]
+    joined = _ok(old)[columns].merge(_ok(new)[columns], on=list(KEY_COLUMNS), suffixes=("_old", "_new"))
+    joined["ratio"] = joined["median_s_new"] / joined["median_s_old"]
+    change = (joined["median_s_new"] - joined["median_s_old"]).abs()
+    noise = joined["iqr_s_old"].fillna(0) + joined["iqr_s_new"].fillna(0)
+    significant = (change > threshold * joined["median_s_old"]) & (change > noise)
+    joined["change"] = np.where(significant, np.where(joined["ratio"] > 1, "SLOWER", "faster"), "")
+    return joined.sort_values("ratio", ascending=False).reset_index(drop=True)
+
+
+def _command(args: argparse.Namespace) -> int:
+    from segbench import results
+
+    if len(args.results) == 1:
+        print(summary(results.load(args.results[0]), fmt=args.format))
+        return 0
+    if len(args.results) != 2:
+        raise ValueError(f"compare takes RESULTS or OLD NEW, got {len(args.results)} paths")
+    table = compare_runs(results.load(args.results[0]), results.load(args.results[1]), args.threshold)
+    if table.empty:
+        raise ValueError("the two runs have no successful cell in common")
+    shown = table.assign(old_ms=table["median_s_old"] * 1e3, new_ms=table["median_s_new"] * 1e3)
+    shown = shown[[*KEY_COLUMNS, "old_ms", "new_ms", "ratio", "change"]]
+    print(render(shown, args.format))
+    slower = int((table["change"] == "SLOWER").sum())
+    faster = int((table["change"] == "faster").sum())
+    print(
+        f"\n{len(table)} cells compared: {slower} slower, {faster} faster beyond {args.threshold:.0%} and the noise",
+        file=sys.stderr,
+    )
+    return 1 if slower else 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "compare",
+        help="compare modes within a run (RESULTS), or two runs (OLD NEW; exit 1 on a slowdown)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("results", nargs="+", help="run directory, .parquet, .csv or .jsonl (one, or OLD NEW)")
+    parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
+    parser.add_argument("--threshold", type=float, default=0.10, help="relative change to flag (default 0.10)")
+    parser.set_defaults(handler=_command)

@@ -1,0 +1,371 @@
+"""``segbench run``: sweep the cases of a profile, time each cell, store one tidy row per cell.
+
+Each cell is measured in this process, in shape order so that inputs are made once per shape.
+A cell that cannot run (out of memory, an XLA compile failure, no GPU) is stored with a status
+and the error's message and the sweep goes on. Before a cell starts, its key is written to
+``current_cell.json``; if the process dies there (e.g. the OOM killer), ``--resume`` retries that
+cell once, and if it dies again records it as ``killed`` and goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segbench import device as devices
+from segbench import environment
+from segbench.registry import MODES
+from segbench.results import KEY_COLUMNS, ResultWriter
+from segbench.sweep import (
+    PROFILES,
+    Case,
+    Profile,
+    Sweep,
+    TimerBudget,
+    get_profile,
+    parse_ints,
+    parse_names,
+    parse_resolutions,
+)
+from segbench.timing import measure
+
+DEFAULT_RESULTS = Path("results") / "runs"
+PENDING = "current_cell.json"
+MAX_ATTEMPTS = 2
+ORACLE_MAX_ELEMENTS = 2**25  # beyond this the float64 oracle would need gigabytes: not computed
+INPUT_COPIES_NEEDED = 6  # inputs, the scene's copies and a loss's temporaries, in input-sized arrays
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The memory-read ceiling: the fastest way found to read both inputs once, in GB/s."""
+
+    gb_per_s: float
+    method: str
+
+
+def _read_inputs_numpy(y_true: np.ndarray, y_pred: np.ndarray) -> Callable[[], Any]:
+    return lambda: y_true.sum() + y_pred.sum()
+
+
+def measure_ceiling(scene: Any, device: devices.Device, budget: TimerBudget) -> Ceiling:
+    """Time reading y_true and y_pred once (a sum of each), the way the fastest mode could.
+
+    On the CPU both numpy and an XLA-compiled TensorFlow reduction are tried and the faster one is
+    the ceiling; on a GPU, the XLA reduction on the device.
+    """
+    nbytes = scene.y_true.nbytes + scene.y_pred.nbytes
+    candidates: dict[str, float] = {}
+    if not device.is_gpu and scene.y_true.dtype.name != "bfloat16":
+        t = measure(_read_inputs_numpy(scene.y_true, scene.y_pred), budget=budget)
+        candidates["numpy sum"] = t.median
+    import tensorflow as tf
+
+    y_true = devices.place(scene.y_true, device, "tensorflow")
+    y_pred = devices.place(scene.y_pred, device, "tensorflow")
+    read = tf.function(lambda a, b: tf.reduce_sum(a) + tf.reduce_sum(b), jit_compile=True)
+    sync = devices.synchronizer(device, "tensorflow")
+    with devices.on(device, "tensorflow"):
+        candidates["xla reduce_sum"] = measure(lambda: read(y_true, y_pred), sync, budget).median
+    method = min(candidates, key=candidates.get)
+    return Ceiling(nbytes / candidates[method] / 1e9, method)
+
+
+def bytes_moved(case: Case, scene: Any) -> int:
+    """The least a cell must move: read both inputs once; write the gradient once if asked."""
+    moved = scene.y_true.nbytes + scene.y_pred.nbytes
+    return moved + (scene.y_pred.nbytes if case.gradient else 0)
+
+
+def _error_text(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}".strip()
+    return text.splitlines()[0][:500] if text else type(error).__name__
+
+
+def _is_oom(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    return type(error).__name__ == "ResourceExhaustedError" or "out of memory" in str(error).lower()
+
+
+def _host_memory_available() -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+class Runner:
+    """Measures cells one by one into a ResultWriter; keeps per-shape inputs, oracle and ceiling."""
+
+    def __init__(self, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool):
+        self.device = device
+        self.cpu = devices.resolve("cpu")
+        self.budget = budget
+        self.uses_tensorflow = uses_tensorflow
+        self._ceilings: dict[tuple, Ceiling] = {}
+        self._oracle: dict[tuple, float | None] = {}
+
+    def ceiling(self, case: Case, scene: Any) -> Ceiling | None:
+        key = (case.shape, case.dtype)
+        if key not in self._ceilings and self.uses_tensorflow:
+            self._ceilings[key] = measure_ceiling(scene, self.device, self.budget)
+        return self._ceilings.get(key)
+
+    def oracle(self, case: Case, scene: Any) -> float | None:
+        key = (case.loss, case.shape, case.dtype)
+        if key not in self._oracle:
+            if scene.y_true.size > ORACLE_MAX_ELEMENTS:
+                self._oracle[key] = None
+            else:
+                from segbench import oracle
+
+                self._oracle[key] = float(oracle.loss_value(case.loss, scene.y_true, scene.y_pred))
+        return self._oracle[key]
+
+    def _device_for(self, case: Case) -> devices.Device:
+        return self.device if MODES[case.mode].backend == "tensorflow" else self.cpu  # numpy runs on the host
+
+    def measure_cell(self, case: Case) -> dict[str, Any]:
+        device = self._device_for(case)
+        row: dict[str, Any] = {
+            **case.key(),
+            "device": f"{device.kind}:{device.index}",
+            "device_name": device.name,
+        }
+        available = _host_memory_available()
+        needed = INPUT_COPIES_NEEDED * case.pixels * case.classes * np.dtype("float32").itemsize
+        if available is not None and needed > available:
+            return {
+                **row,
+                "status": "oom",
+                "error": f"skipped: needs about {needed / 2**30:.1f} GiB of host memory, "
+                f"{available / 2**30:.1f} GiB available",
+            }
+        try:
+            row.update(self._measure(case, device))
+            row["status"] = "ok"
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # a failing cell is a result too: record it and go on
+            row.update(status="oom" if _is_oom(error) else "error", error=_error_text(error))
+        return row
+
+    def _measure(self, case: Case, device: devices.Device) -> dict[str, Any]:
+        backend = MODES[case.mode].backend
+        scene = case.scene()
+        y_true = devices.place(scene.y_true, device, backend)
+        y_pred = devices.place(scene.y_pred, device, backend)
+        fn = case.build()
+        sync = devices.synchronizer(device, backend)
+        with devices.on(device, backend):
+            timing = measure(lambda: fn(y_true, y_pred), sync, self.budget)
+            value = float(devices.first_value(fn(y_true, y_pred)))
+            peak, mem_method = devices.measure_peak_memory(lambda: sync(fn(y_true, y_pred)), device, backend)
+        ceiling = self.ceiling(case, scene)
+        moved = bytes_moved(case, scene)
+        gb_per_s = moved / timing.median / 1e9
+        expected = self.oracle(case, scene)
+        return {
+            "compile_s": timing.compile_s,
+            "median_s": timing.median,
+            "iqr_s": timing.iqr,
+            "mean_s": timing.mean,
+            "min_s": timing.min,
+            "rounds": timing.rounds,
+            "calls_per_round": timing.calls_per_round,
+            "raw_times_s": json.dumps([round(t, 12) for t in timing.times]),
+            "pixels_per_s": case.pixels / timing.median,
+            "bytes_moved": moved,
+            "gb_per_s": gb_per_s,
+            "ceiling_gb_per_s": ceiling.gb_per_s if ceiling else None,
+            "roofline_fraction": gb_per_s / ceiling.gb_per_s if ceiling else None,
+            "peak_mem_bytes": peak,
+            "mem_method": mem_method,
+            "loss_value": value,
+            "oracle_value": expected,
+            "oracle_abs_diff": abs(value - expected) if expected is not None else None,
+        }
+
+
+def run(
+    profile: Profile,
+    sweep: Sweep | None = None,
+    *,
+    device: str = "auto",
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Run the sweep into the directory ``out`` and return it; see the module docstring."""
+    sweep = sweep or profile.sweep
+    cases = sweep.cases()
+    if not cases:
+        raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
+    uses_tensorflow = any(MODES[case.mode].backend == "tensorflow" for case in cases)
+    if uses_tensorflow:
+        environment.disable_xla_persistent_cache()
+    out_dir = Path(out) if out else None
+    if resume and out_dir is None:
+        out_dir = latest_run(DEFAULT_RESULTS)
+    if out_dir is not None and not resume and (out_dir / "cells.jsonl").exists():
+        raise ValueError(f"--out {out_dir} already holds results: add --resume to continue it, or choose another --out")
+
+    target = devices.resolve(device, uses_tensorflow=uses_tensorflow)
+    if out_dir is not None and (out_dir / "run.json").exists():
+        meta = json.loads((out_dir / "run.json").read_text())
+    else:
+        meta = environment.collect(
+            uses_tensorflow=uses_tensorflow, device=target, profile=profile.name, source="segbench run"
+        )
+        out_dir = out_dir or DEFAULT_RESULTS / meta["run_id"]
+    meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}  # per row: numpy is on the CPU
+    writer = ResultWriter(out_dir, meta)
+    attempts = _previous_attempts(writer)
+    done = writer.done_keys()
+    todo = [case for case in cases if _key(case.key()) not in done]
+
+    runner = Runner(target, profile.budget, uses_tensorflow)
+    print(
+        f"segbench run: profile {profile.name}, {len(cases)} cells ({len(cases) - len(todo)} already done), "
+        f"device {target.kind}:{target.index} ({target.name}); results in {out_dir}",
+        file=sys.stderr,
+    )
+    from tqdm import tqdm
+
+    pending = out_dir / PENDING
+    bar = tqdm(todo, unit="cell", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    try:
+        for case in bar:
+            bar.set_postfix_str(case.name, refresh=False)
+            _write_pending(pending, case.key(), attempts.get(_key(case.key()), 0) + 1)
+            writer.append({**runner.measure_cell(case), "finished_at": environment.now()})
+            pending.unlink()
+    except KeyboardInterrupt:
+        pending.unlink(missing_ok=True)  # interrupted, not crashed: the cell is simply redone
+        raise
+    finally:
+        bar.close()
+    return out_dir
+
+
+def _key(key: dict[str, Any]) -> tuple:
+    return tuple(key[k] for k in KEY_COLUMNS)
+
+
+def _write_pending(path: Path, key: dict[str, Any], attempt: int) -> None:
+    path.write_text(json.dumps({"cell": key, "attempt": attempt}))
+
+
+def _previous_attempts(writer: ResultWriter) -> dict[tuple, int]:
+    """The cell that was running when the process died, and how often that happened.
+
+    A cell that killed the process (e.g. the OOM killer) is retried once; if it dies again it is
+    recorded with status ``killed`` and skipped, so that ``--resume`` always makes progress.
+    """
+    pending = writer.directory / PENDING
+    if not pending.exists():
+        return {}
+    state = json.loads(pending.read_text())
+    key, attempt = state["cell"], state["attempt"]
+    pending.unlink()
+    if _key(key) in writer.done_keys():
+        return {}
+    if attempt >= MAX_ATTEMPTS:
+        writer.append(
+            {
+                **key,
+                "status": "killed",
+                "error": f"the process died {attempt} times while measuring this cell (out of memory?)",
+                "finished_at": environment.now(),
+            }
+        )
+        return {}
+    return {_key(key): attempt}
+
+
+def latest_run(root: Path) -> Path:
+    runs = sorted(p for p in root.glob("*") if (p / "run.json").exists()) if root.exists() else []
+    if not runs:
+        raise FileNotFoundError(f"--resume: no earlier run under {root}; pass --out DIR")
+    return runs[-1]
+
+
+def sweep_from_args(args: argparse.Namespace) -> tuple[Profile, Sweep]:
+    profile = get_profile(args.profile)
+    changes = {
+        "losses": parse_names(args.loss) if args.loss else None,
+        "formulations": parse_names(args.formulation) if args.formulation else None,
+        "modes": parse_names(args.mode) if args.mode else None,
+        "passes": parse_names(args.passes) if args.passes else None,
+        "batches": parse_ints("batch", args.batch) if args.batch else None,
+        "resolutions": parse_resolutions(args.res) if args.res else None,
+        "classes": parse_ints("classes", args.classes) if args.classes else None,
+        "dtypes": parse_names(args.dtype) if args.dtype else None,
+    }
+    return profile, profile.sweep.replace(**changes)
+
+
+def _command(args: argparse.Namespace) -> int:
+    profile, sweep = sweep_from_args(args)
+    if args.list:
+        for case in sweep.cases():
+            print(case.name)
+        return 0
+    try:
+        out_dir = run(profile, sweep, device=args.device, out=args.out, resume=args.resume, progress=not args.quiet)
+    except devices.DeviceUnavailableError as error:
+        print(f"segbench run: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\nsegbench run: interrupted; every finished cell is saved. Continue with: "
+            f"segbench run --resume{' --out ' + str(args.out) if args.out else ''}",
+            file=sys.stderr,
+        )
+        return 130
+    from segbench import compare, results
+
+    frame = results.load(out_dir)
+    print(compare.summary(frame, fmt=args.format))
+    print(f"\nSaved {len(frame)} cells to {out_dir}/ (results.parquet, results.csv, cells.jsonl, run.json)")
+    return 0
+
+
+def add_grid_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=list(PROFILES), help="named sweep (default: $SEGBENCH_PROFILE or default)")
+    parser.add_argument("--loss", help="comma-separated losses")
+    parser.add_argument("--formulation", help="comma-separated formulations")
+    parser.add_argument("--mode", help="comma-separated modes")
+    parser.add_argument("--pass", dest="passes", help="forward, forward+backward (comma-separated)")
+    parser.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,32")
+    parser.add_argument("--res", help="comma-separated resolutions: N or HxW, e.g. 128,256,512x1024")
+    parser.add_argument("--classes", help="comma-separated class counts, e.g. 4,16,32")
+    parser.add_argument("--dtype", help="comma-separated dtypes: float32, float16, bfloat16, float64")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="sweep losses x modes x shapes, time every cell, save a tidy table, print the comparison",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_grid_options(parser)
+    parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu, gpu or gpu:N")
+    parser.add_argument("--out", help="run directory (default: results/runs/<run id>)")
+    parser.add_argument("--resume", action="store_true", help="continue --out (default: the latest run)")
+    parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
+    parser.add_argument("--list", action="store_true", help="print the cells of the sweep and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_command)

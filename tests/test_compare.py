@@ -1,0 +1,98 @@
+import math
+
+import pandas as pd
+import pytest
+
+from segbench import results
+from segbench.cli import main
+from segbench.compare import break_even_calls, compare_runs, compile_table, speedup_table, summary
+
+
+def rows(times: dict[str, float], iqr: float = 0.0, run_id: str = "a", compile_s: dict | None = None):
+    base = {
+        "loss": "categorical_crossentropy",
+        "formulation": "reference",
+        "pass": "forward",
+        "batch": 8,
+        "height": 64,
+        "width": 64,
+        "classes": 4,
+        "dtype": "float32",
+        "status": "ok",
+        "run_id": run_id,
+        "device_name": "test CPU",
+    }
+    compile_s = compile_s or {}
+    return results.conform(
+        pd.DataFrame(
+            [
+                {
+                    **base,
+                    "mode": m,
+                    "median_s": t,
+                    "iqr_s": iqr,
+                    "compile_s": compile_s.get(m, t),
+                    "roofline_fraction": 0.5,
+                }
+                for m, t in times.items()
+            ]
+        )
+    )
+
+
+def test_speedup_over_eager_and_best_mode():
+    frame = rows({"numpy": 4e-3, "eager": 2e-3, "function": 1e-3, "xla": 0.5e-3})
+    table = speedup_table(frame, "forward")
+    row = table.iloc[0]
+    assert row["eager ms"] == pytest.approx(2.0)
+    assert row["xla x"] == pytest.approx(4.0)
+    assert row["function x"] == pytest.approx(2.0)
+    assert row["numpy x"] == pytest.approx(0.5)
+    assert row["xla /numpy x"] == pytest.approx(8.0)
+    assert row["best"] == "xla" and row["best ms"] == pytest.approx(0.5)
+    assert row["% ceiling"] == pytest.approx(50.0)
+
+
+def test_break_even_calls():
+    # XLA: 1 s first call, then 1 ms; eager: 0.1 s first call, then 2 ms. 0.9 s / 1 ms = 900 calls.
+    assert break_even_calls(1.0, 0.1, 1e-3, 2e-3) == 901
+    assert break_even_calls(1.0, 0.1, 3e-3, 2e-3) == math.inf  # never catches up
+    assert break_even_calls(0.05, 0.1, 3e-3, 2e-3) == 1  # never behind
+    frame = rows({"eager": 2e-3, "xla": 1e-3}, compile_s={"eager": 0.1, "xla": 1.0})
+    assert compile_table(frame)["xla break-even calls"].iloc[0] == 901
+
+
+def test_summary_formats():
+    frame = rows({"numpy": 4e-3, "eager": 2e-3, "function": 1e-3, "xla": 0.5e-3})
+    assert "speedup over eager" in summary(frame)
+    assert "| categorical_crossentropy |" in summary(frame, "markdown")
+    assert summary(frame, "csv").splitlines()[0].startswith("pass,loss,formulation")
+
+
+def test_compare_runs_flags_slowdown_beyond_threshold_and_noise():
+    old = rows({"eager": 1.0e-3, "xla": 1.0e-3}, iqr=0.01e-3)
+    new = rows({"eager": 1.5e-3, "xla": 1.05e-3}, iqr=0.01e-3, run_id="b")
+    table = compare_runs(old, new, threshold=0.10).set_index("mode")
+    assert table.loc["eager", "change"] == "SLOWER"
+    assert table.loc["eager", "ratio"] == pytest.approx(1.5)
+    assert table.loc["xla", "change"] == ""  # 5 % is within the 10 % threshold
+
+
+def test_compare_runs_ignores_changes_within_the_noise():
+    old = rows({"eager": 1.0e-3}, iqr=0.4e-3)
+    new = rows({"eager": 1.5e-3}, iqr=0.4e-3, run_id="b")
+    assert compare_runs(old, new, 0.1)["change"].iloc[0] == ""  # 0.5 ms change < 0.8 ms of IQRs
+
+
+def test_compare_exit_status(tmp_path, capsys):
+    old, new, same = tmp_path / "old.csv", tmp_path / "new.csv", tmp_path / "same.csv"
+    rows({"eager": 1e-3}).to_csv(old, index=False)
+    rows({"eager": 2e-3}, run_id="b").to_csv(new, index=False)
+    rows({"eager": 1.01e-3}, run_id="c").to_csv(same, index=False)
+    assert main(["compare", str(old), str(new)]) == 1
+    assert "SLOWER" in capsys.readouterr().out
+    assert main(["compare", str(old), str(same)]) == 0
+    assert main(["compare", str(new), str(old)]) == 0  # faster is not a failure
+    assert main(["compare", str(old), str(new), "--threshold", "-1"]) == 2
+    assert "--threshold must be a positive fraction" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "missing.csv")]) == 2

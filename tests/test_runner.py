@@ -1,0 +1,232 @@
+"""segbench run: rows and schema, failing cells, resume after a kill or Ctrl-C, device choice."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from segbench import results
+from segbench.cli import main
+from segbench.device import DeviceUnavailableError, parse_spec, resolve
+from segbench.results import KEY_COLUMNS, SCHEMA, SCHEMA_VERSION
+from segbench.runner import run
+from segbench.sweep import PROFILES, Case, Sweep
+
+TINY = PROFILES["tiny"]
+
+
+def small_sweep(**changes):
+    base = {"losses": ("categorical_crossentropy",), "formulations": ("reference",), "batches": (1,)}
+    return Sweep(resolutions=((16, 16),), **{**base, **changes})
+
+
+def test_run_writes_one_schema_row_per_cell(tmp_path):
+    sweep = small_sweep()
+    out = run(TINY, sweep, out=tmp_path / "run", progress=False)
+    frame = results.load(out)
+    assert list(frame.columns) == list(SCHEMA)
+    assert len(frame) == len(sweep.cases()) == 8
+    assert (frame["status"] == "ok").all(), frame[["mode", "error"]]
+    assert (frame["schema_version"] == SCHEMA_VERSION).all()
+    assert frame["run_id"].nunique() == 1
+    assert (frame["median_s"] > 0).all() and (frame["compile_s"] > 0).all()
+    assert (frame["iqr_s"] >= 0).all()
+    assert (frame["rounds"] >= TINY.budget.min_rounds).all()
+    raw = frame["raw_times_s"].map(json.loads)
+    assert (raw.map(len) == frame["rounds"]).all()
+    assert (frame["oracle_abs_diff"] < 1e-5).all()
+    assert (frame["roofline_fraction"] > 0).all() and (frame["ceiling_gb_per_s"] > 0).all()
+    numpy_rows = frame[frame["mode"] == "numpy"]
+    assert (numpy_rows["mem_method"] == "tracemalloc").all() and (numpy_rows["peak_mem_bytes"] > 0).all()
+    assert set(frame[frame["mode"] != "numpy"]["mem_method"]) <= {"rss_hwm", "unavailable"}
+    assert frame["tensorflow_version"].notna().all() and frame["device_name"].notna().all()
+    # the tables on disk say the same as the journal
+    parquet = pd.read_parquet(out / "results.parquet")
+    assert len(parquet) == len(frame)
+    assert len(pd.read_csv(out / "results.csv")) == len(frame)
+    assert json.loads((out / "run.json").read_text())["run_id"] == frame["run_id"].iloc[0]
+
+
+def test_numpy_only_run_does_not_import_tensorflow(tmp_path):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from segbench.runner import run
+        from segbench.sweep import PROFILES, Sweep
+        sweep = Sweep(modes=("numpy",), batches=(1,), resolutions=((8, 8),))
+        run(PROFILES["tiny"], sweep, out={str(tmp_path / "np")!r}, progress=False)
+        print("tensorflow" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    original = Case.build
+
+    def build(self):
+        if self.mode == "function":
+            raise RuntimeError("cannot compile this shape\nsecond line")
+        return original(self)
+
+    monkeypatch.setattr(Case, "build", build)
+    frame = results.load(run(TINY, small_sweep(), out=tmp_path / "r", progress=False))
+    failed = frame[frame["mode"] == "function"]
+    assert (failed["status"] == "error").all()
+    assert (failed["error"] == "RuntimeError: cannot compile this shape").all()
+    assert (frame[frame["mode"] != "function"]["status"] == "ok").all()
+    assert len(frame) == 8
+
+
+def test_out_of_memory_is_a_status(tmp_path, monkeypatch):
+    def build(self):
+        raise MemoryError("Unable to allocate 64.0 GiB")
+
+    monkeypatch.setattr(Case, "build", build)
+    frame = results.load(run(TINY, small_sweep(modes=("numpy",)), out=tmp_path / "r", progress=False))
+    assert (frame["status"] == "oom").all()
+
+
+def test_existing_out_needs_resume(tmp_path):
+    sweep = small_sweep(modes=("numpy",))
+    out = run(TINY, sweep, out=tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="already holds results: add --resume"):
+        run(TINY, sweep, out=out, progress=False)
+    before = results.load(out)
+    run(TINY, sweep, out=out, resume=True, progress=False)  # nothing left to do
+    assert len(results.load(out)) == len(before)
+
+
+SLOW_RUN = """
+import sys, time
+from segbench import runner
+measure_cell = runner.Runner.measure_cell
+def slow(self, case):
+    row = measure_cell(self, case)
+    time.sleep(0.4)
+    return row
+runner.Runner.measure_cell = slow
+from segbench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_slow_run(out: Path, *extra: str) -> subprocess.Popen:
+    args = ["run", "--profile", "tiny", "--mode", "numpy", "--batch", "1,2", "--out", str(out), "--quiet", *extra]
+    return subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_cells(out: Path, count: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    journal = out / "cells.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if journal.exists() and len(journal.read_text().splitlines()) >= count:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError("the run produced no cells in time")
+
+
+@pytest.mark.slow
+def test_kill_mid_sweep_then_resume_loses_nothing(tmp_path):
+    out = tmp_path / "killed"
+    process = start_slow_run(out)
+    wait_for_cells(out, 3, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = results.load(out)
+    assert 3 <= len(before) < len(TINY.sweep.replace(modes=("numpy",), batches=(1, 2)).cases())
+    assert (
+        main(
+            ["run", "--profile", "tiny", "--mode", "numpy", "--batch", "1,2", "--out", str(out), "--resume", "--quiet"]
+        )
+        == 0
+    )
+    after = results.load(out)
+    assert len(after) == len(TINY.sweep.replace(modes=("numpy",), batches=(1, 2)).cases())
+    assert not after.duplicated(list(KEY_COLUMNS)).any()
+    assert (after["status"] == "ok").all()
+    assert after["run_id"].nunique() == 1
+    # the cells measured before the kill are kept as they were, not redone
+    kept = after.set_index(list(KEY_COLUMNS)).loc[before.set_index(list(KEY_COLUMNS)).index]
+    assert (kept["finished_at"].values == before.set_index(list(KEY_COLUMNS))["finished_at"].values).all()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "interrupted"
+    process = start_slow_run(out)
+    wait_for_cells(out, 2, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert b"Continue with: segbench run --resume" in stderr
+    assert not (out / "current_cell.json").exists()
+    assert len(results.load(out)) >= 2
+
+
+def test_a_cell_that_kills_the_process_twice_is_recorded_and_skipped(tmp_path):
+    sweep = small_sweep(modes=("numpy",), passes=("forward",))
+    out = tmp_path / "r"
+    out.mkdir()
+    victim = sweep.cases()[0].key()
+    (out / "current_cell.json").write_text(json.dumps({"cell": victim, "attempt": 2}))
+    frame = results.load(run(TINY, sweep, out=out, resume=True, progress=False))
+    row = frame[frame["loss"] == victim["loss"]].iloc[0]
+    assert row["status"] == "killed"
+    assert len(frame) == len(sweep.cases())
+
+
+def test_device_spec_parsing():
+    assert parse_spec("auto") == ("auto", None)
+    assert parse_spec("GPU:1") == ("gpu", 1)
+    with pytest.raises(ValueError, match="--device must be auto, cpu, gpu or gpu:N"):
+        parse_spec("tpu")
+    with pytest.raises(ValueError, match="--device"):
+        parse_spec("cpu:1")
+    assert resolve("cpu").kind == "CPU"
+
+
+def test_asking_for_a_missing_gpu_is_a_clear_error():
+    tf = pytest.importorskip("tensorflow")
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(DeviceUnavailableError, match="--device gpu:0: TensorFlow sees 0 GPU"):
+        resolve("gpu:0")
+    assert resolve("auto").kind == "CPU"
+
+
+@pytest.mark.gpu
+def test_gpu_run(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    if not tf.config.list_physical_devices("GPU"):
+        pytest.skip("no GPU visible to TensorFlow on this machine")
+    frame = results.load(run(TINY, small_sweep(), device="gpu", out=tmp_path / "gpu", progress=False))
+    tf_rows = frame[frame["mode"] != "numpy"]
+    assert (tf_rows["device"] == "GPU:0").all() and (tf_rows["status"] == "ok").all()
+    assert (tf_rows["mem_method"] == "tf_gpu_peak").all() and (tf_rows["peak_mem_bytes"] > 0).all()
+
+
+def test_cli_run_prints_the_comparison_and_bad_options_name_themselves(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert (
+        main(
+            ["run", "--profile", "tiny", "--loss", "marginal_crossentropy", "--res", "16", "--out", str(out), "--quiet"]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "speedup over eager" in printed and "marginal_crossentropy" in printed
+    assert main(["run", "--batch", "1,x", "--out", str(tmp_path / "bad")]) == 2
+    assert "--batch takes comma-separated integers" in capsys.readouterr().err
+    assert main(["run", "--mode", "jax", "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown mode 'jax'" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "bad")
