@@ -16,6 +16,7 @@ import pandas as pd
 from segbench import compare
 
 STYLES = {"reference": "-", "fused": "--"}
+COLORS = {"numpy": "tab:green", "eager": "tab:blue", "function": "tab:orange", "xla": "tab:red"}
 
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
@@ -48,6 +49,7 @@ def time_vs_pixels(frame: pd.DataFrame, path: Path) -> Path:
                     line.index,
                     line.values * 1e3,
                     STYLES.get(formulation, ":"),
+                    color=COLORS.get(mode),
                     marker="o",
                     ms=3,
                     label=f"{mode} ({formulation})",
@@ -105,7 +107,8 @@ def roofline(frame: pd.DataFrame, path: Path) -> Path:
         ax = axes[0][c]
         part = largest[largest["pass"] == pass_]
         table = part.pivot_table(index=["loss", "formulation"], columns="mode", values="roofline_fraction")
-        (table * 100).plot.barh(ax=ax, width=0.8)
+        table = table[[m for m in COLORS if m in table] + [m for m in table if m not in COLORS]]
+        (table * 100).plot.barh(ax=ax, width=0.8, color=[COLORS.get(m, "grey") for m in table.columns])
         ax.set_xlabel("% of ceiling (reading both inputs once)")
         ax.set_ylabel("")
         shape = part.iloc[0]
