@@ -86,6 +86,7 @@ def xla_speedup(frame: pd.DataFrame, path: Path) -> Path:
                     label=f"{loss} ({formulation})",
                 )
         ax.axhline(1.0, color="grey", lw=0.8)
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels on a short log axis overlap
         ax.set_title(pass_, fontsize=9)
         ax.set_xlabel("pixels per batch")
         ax.set_ylabel("eager time / XLA time")
@@ -101,19 +102,23 @@ def roofline(frame: pd.DataFrame, path: Path) -> Path:
 
     ok = _ok(frame).dropna(subset=["roofline_fraction"])
     largest = ok[ok["pixels"] * ok["classes"] == (ok["pixels"] * ok["classes"]).max()]
-    passes = sorted(largest["pass"].unique())
-    fig, axes = _grid(plt, ["all"], passes or ["forward"], "fraction of the memory-read ceiling, largest shape")
-    for c, pass_ in enumerate(passes):
-        ax = axes[0][c]
-        part = largest[largest["pass"] == pass_]
-        table = part.pivot_table(index=["loss", "formulation"], columns="mode", values="roofline_fraction")
+    passes = sorted(largest["pass"].unique()) or ["forward"]
+    fig, axes = plt.subplots(
+        len(passes), 1, figsize=(9, 0.4 + 3.2 * len(passes)), squeeze=False, constrained_layout=True
+    )
+    fig.suptitle("fraction of the memory-read ceiling (reading both inputs once), largest shape")
+    for r, pass_ in enumerate(passes):
+        ax = axes[r][0]
+        part = largest[largest["pass"] == pass_].assign(case=lambda f: f["loss"] + " / " + f["formulation"])
+        table = part.pivot_table(index="case", columns="mode", values="roofline_fraction")
         table = table[[m for m in COLORS if m in table] + [m for m in table if m not in COLORS]]
         (table * 100).plot.barh(ax=ax, width=0.8, color=[COLORS.get(m, "grey") for m in table.columns])
-        ax.set_xlabel("% of ceiling (reading both inputs once)")
+        ax.set_xlabel("% of ceiling")
         ax.set_ylabel("")
         shape = part.iloc[0]
         ax.set_title(f"{pass_}: {shape['batch']}x{shape['height']}x{shape['width']}, C={shape['classes']}", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.grid(True, axis="x", alpha=0.3)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
