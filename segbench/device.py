@@ -146,13 +146,14 @@ def rss_peak_resettable() -> bool:
 
 
 def measure_peak_memory(call: Callable[[], Any], device: Device, backend: str) -> tuple[int | None, str]:
-    """(bytes, method): memory one call needs beyond what was in use before it.
+    """(bytes, method): memory one call needs beyond what was in use before it (the inputs).
 
-    - numpy: tracemalloc's peak of the call's allocations (numpy reports its buffers to it); exact.
-    - TensorFlow on GPU: the allocator's peak minus what was in use before, reset first.
-    - TensorFlow on CPU: growth of the process's peak resident set (VmHWM, reset first). This is an
-      upper bound of what the call touched that was not already resident; allocator caching can
-      make it smaller than the true working set, so it is labelled ``rss_hwm``.
+    - numpy: tracemalloc's peak of the call's allocations (numpy reports its buffers to it).
+    - TensorFlow, CPU or GPU: the device allocator's peak minus what was in use before, after
+      ``reset_memory_stats`` (``tf.config.experimental.get_memory_info``; TensorFlow 2.21 keeps these
+      statistics for the CPU too). Exact for what TensorFlow allocates, the same code on both devices.
+    - Fallback when the allocator keeps no statistics: growth of the process's peak resident set
+      (VmHWM, reset first). Allocator caching can hide reused memory, so this is labelled ``rss_hwm``.
     """
     if backend == "numpy":
         tracemalloc.start()
@@ -163,14 +164,19 @@ def measure_peak_memory(call: Callable[[], Any], device: Device, backend: str) -
             return tracemalloc.get_traced_memory()[1] - base, "tracemalloc"
         finally:
             tracemalloc.stop()
-    if device.is_gpu:
-        import tensorflow as tf
+    import tensorflow as tf
 
-        name = device.tf_name.lstrip("/")
+    name = device.tf_name.lstrip("/")
+    try:
         tf.config.experimental.reset_memory_stats(name)
         base = tf.config.experimental.get_memory_info(name)["current"]
-        call()
-        return tf.config.experimental.get_memory_info(name)["peak"] - base, "tf_gpu_peak"
+    except (ValueError, RuntimeError):  # no statistics for this device's allocator
+        return _rss_growth(call)
+    call()
+    return tf.config.experimental.get_memory_info(name)["peak"] - base, "tf_allocator_peak"
+
+
+def _rss_growth(call: Callable[[], Any]) -> tuple[int | None, str]:
     if not rss_peak_resettable():
         call()
         return None, "unavailable"

@@ -74,7 +74,7 @@ SCHEMA: dict[str, str] = {
     "roofline_fraction": "float64",  # gb_per_s / ceiling_gb_per_s
     # memory
     "peak_mem_bytes": "Int64",
-    "mem_method": "string",  # tracemalloc | rss_hwm | tf_gpu_peak | unavailable
+    "mem_method": "string",  # tracemalloc | tf_allocator_peak | rss_hwm | unavailable
     # correctness of the measured cell
     "loss_value": "float64",
     "oracle_value": "float64",
