@@ -151,7 +151,8 @@ def measure_peak_memory(call: Callable[[], Any], device: Device, backend: str) -
     - numpy: tracemalloc's peak of the call's allocations (numpy reports its buffers to it).
     - TensorFlow, CPU or GPU: the device allocator's peak minus what was in use before, after
       ``reset_memory_stats`` (``tf.config.experimental.get_memory_info``; TensorFlow 2.21 keeps these
-      statistics for the CPU too). Exact for what TensorFlow allocates, the same code on both devices.
+      statistics for the CPU too). The same code on both devices. On the CPU, tensors smaller than
+      about 256 KiB bypass the tracked allocator, so tiny cells can read 0.
     - Fallback when the allocator keeps no statistics: growth of the process's peak resident set
       (VmHWM, reset first). Allocator caching can hide reused memory, so this is labelled ``rss_hwm``.
     """
