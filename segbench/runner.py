@@ -57,25 +57,26 @@ def _read_inputs_numpy(y_true: np.ndarray, y_pred: np.ndarray) -> Callable[[], A
     return lambda: y_true.sum() + y_pred.sum()
 
 
-def measure_ceiling(scene: Any, device: devices.Device, budget: TimerBudget) -> Ceiling:
+def measure_ceiling(scene: Any, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool = True) -> Ceiling:
     """Time reading y_true and y_pred once (a sum of each), the way the fastest mode could.
 
-    On the CPU both numpy and an XLA-compiled TensorFlow reduction are tried and the faster one is
-    the ceiling; on a GPU, the XLA reduction on the device.
+    On the CPU, numpy and (when the run uses TensorFlow) an XLA-compiled reduction are tried and
+    the faster is the ceiling; on a GPU, the XLA reduction on the device.
     """
     nbytes = scene.y_true.nbytes + scene.y_pred.nbytes
     candidates: dict[str, float] = {}
     if not device.is_gpu and scene.y_true.dtype.name != "bfloat16":
         t = measure(_read_inputs_numpy(scene.y_true, scene.y_pred), budget=budget)
         candidates["numpy sum"] = t.median
-    import tensorflow as tf
+    if uses_tensorflow:
+        import tensorflow as tf
 
-    y_true = devices.place(scene.y_true, device, "tensorflow")
-    y_pred = devices.place(scene.y_pred, device, "tensorflow")
-    read = tf.function(lambda a, b: tf.reduce_sum(a) + tf.reduce_sum(b), jit_compile=True)
-    sync = devices.synchronizer(device, "tensorflow")
-    with devices.on(device, "tensorflow"):
-        candidates["xla reduce_sum"] = measure(lambda: read(y_true, y_pred), sync, budget).median
+        y_true = devices.place(scene.y_true, device, "tensorflow")
+        y_pred = devices.place(scene.y_pred, device, "tensorflow")
+        read = tf.function(lambda a, b: tf.reduce_sum(a) + tf.reduce_sum(b), jit_compile=True)
+        sync = devices.synchronizer(device, "tensorflow")
+        with devices.on(device, "tensorflow"):
+            candidates["xla reduce_sum"] = measure(lambda: read(y_true, y_pred), sync, budget).median
     method = min(candidates, key=candidates.get)
     return Ceiling(nbytes / candidates[method] / 1e9, method)
 
@@ -116,11 +117,11 @@ class Runner:
         self._ceilings: dict[tuple, Ceiling] = {}
         self._oracle: dict[tuple, float | None] = {}
 
-    def ceiling(self, case: Case, scene: Any) -> Ceiling | None:
+    def ceiling(self, case: Case, scene: Any) -> Ceiling:
         key = (case.shape, case.dtype)
-        if key not in self._ceilings and self.uses_tensorflow:
-            self._ceilings[key] = measure_ceiling(scene, self.device, self.budget)
-        return self._ceilings.get(key)
+        if key not in self._ceilings:
+            self._ceilings[key] = measure_ceiling(scene, self.device, self.budget, self.uses_tensorflow)
+        return self._ceilings[key]
 
     def oracle(self, case: Case, scene: Any) -> float | None:
         key = (case.loss, case.shape, case.dtype)
@@ -188,8 +189,8 @@ class Runner:
             "pixels_per_s": case.pixels / timing.median,
             "bytes_moved": moved,
             "gb_per_s": gb_per_s,
-            "ceiling_gb_per_s": ceiling.gb_per_s if ceiling else None,
-            "roofline_fraction": gb_per_s / ceiling.gb_per_s if ceiling else None,
+            "ceiling_gb_per_s": ceiling.gb_per_s,
+            "roofline_fraction": gb_per_s / ceiling.gb_per_s,
             "peak_mem_bytes": peak,
             "mem_method": mem_method,
             "loss_value": value,
