@@ -14,13 +14,17 @@ outline) and smooth plus per-pixel noise; ``quality`` in (0, 1] sets the confide
 the noise. Missing annotations erase ``missing`` random (image, object) pairs to background in
 ``y_true`` while the prediction still shows the object.
 
-Determinism: every random number comes from one ``numpy.random.Generator(PCG64(seed))`` in a fixed
-order and the softmax is computed in float64 before rounding to ``dtype``, so the same arguments
-give byte-identical arrays.
+Determinism: each image draws from its own ``PCG64`` stream spawned from ``seed`` (so images can
+be drawn in parallel threads in any order), and the softmax is computed in float64 before rounding
+once to ``dtype``, so the same arguments give byte-identical arrays.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,16 +39,23 @@ _EDGE_BAND = 0.1
 
 @dataclass(frozen=True)
 class Scene:
-    """One batch of inputs, plus what is needed to explain it."""
+    """One batch of inputs, plus what is needed to explain it. The arrays are read-only."""
 
     y_true: np.ndarray
     """One-hot annotation (N, H, W, C) after missing annotations were erased."""
     y_pred: np.ndarray
     """Model-like softmax prediction (N, H, W, C)."""
-    y_true_complete: np.ndarray
-    """The annotation before erasing: what an annotator who forgot nothing would give."""
+    labels: np.ndarray
+    """Complete label map (N, H, W): what an annotator who forgot nothing would give."""
     missing: tuple[tuple[int, int], ...] = field(default=())
     """The erased (image, class) pairs."""
+
+    @functools.cached_property
+    def y_true_complete(self) -> np.ndarray:
+        """One-hot of ``labels``: the annotation before erasing (made on first use)."""
+        if not self.missing:
+            return self.y_true
+        return _one_hot(self.labels, self.y_true.shape[-1], self.y_true.dtype)
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -112,58 +123,113 @@ def make_scene(
         raise ValueError(f"quality must be a number in (0, 1], got {quality!r}")
     np_dtype = _numpy_dtype(dtype)
 
-    rng = np.random.Generator(np.random.PCG64(seed))
-    image = (height, width)
-    size = min(height, width)
-    strength = 3.0 + 9.0 * quality
-    shift_sd = (1.0 - quality) * 0.04 * size + 0.5
-    noise_sd = 0.4 + 1.6 * (1.0 - quality)
-
+    # One random stream per image (and one for the missing annotations), so that images can be
+    # drawn in parallel threads and still come out the same whatever the scheduling.
+    streams = np.random.SeedSequence(seed).spawn(batch + 1)
     labels = np.zeros((batch, height, width), dtype=np.uint8 if classes <= 256 else np.uint16)
     y_pred = np.empty((batch, height, width, classes), dtype=np_dtype)
-    # One image at a time, logits channels-first and padded to whole noise blocks: the working set
-    # stays small, reductions over classes are elementwise over C planes, and block noise is added
-    # by broadcasting instead of repeating.
+    look = _Look(quality, height, width)
+    workers = max(1, min(batch, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # numpy and skimage release the GIL
+        list(
+            pool.map(
+                lambda n: _draw_image(
+                    np.random.Generator(np.random.PCG64(streams[n])), classes, look, labels[n], y_pred[n]
+                ),
+                range(batch),
+            )
+        )
+        rng = np.random.Generator(np.random.PCG64(streams[batch]))
+        present = [(n, c) for n in range(batch) for c in np.unique(labels[n]).tolist() if c != 0]
+        if missing > len(present):
+            raise ValueError(f"missing must be <= {len(present)} (the objects present in the batch), got {missing}")
+        chosen = sorted(present[i] for i in rng.choice(len(present), size=missing, replace=False))
+        annotated = labels.copy() if chosen else labels
+        for n, c in chosen:
+            annotated[n][annotated[n] == c] = 0
+        y_true = _one_hot(annotated, classes, np_dtype, pool)
+    y_pred.flags.writeable = False  # scenes are shared between cells: nobody may change them
+    return Scene(y_true=y_true, y_pred=y_pred, labels=labels, missing=tuple(chosen))
+
+
+def _one_hot(labels: np.ndarray, classes: int, dtype: np.dtype, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """One-hot (N, H, W, C) of dtype, one image per task, in a single pass each; read-only."""
+    out = np.empty((*labels.shape, classes), dtype=dtype)
+    ids = np.arange(classes, dtype=labels.dtype)
+
+    def one(n: int) -> None:
+        np.equal(labels[n][..., None], ids, out=out[n], casting="unsafe")
+
+    list(pool.map(one, range(len(labels)))) if pool else [one(n) for n in range(len(labels))]
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True)
+class _Look:
+    """How the prediction departs from the truth, from ``quality``."""
+
+    quality: float
+    height: int
+    width: int
+
+    @property
+    def strength(self) -> float:  # logit of "this object" inside a predicted shape
+        return 3.0 + 9.0 * self.quality
+
+    @property
+    def shift_sd(self) -> float:  # pixels the predicted centre moves
+        return (1.0 - self.quality) * 0.04 * min(self.height, self.width) + 0.5
+
+    @property
+    def noise_sd(self) -> float:  # smooth logit noise, per octave
+        return 0.4 + 1.6 * (1.0 - self.quality)
+
+
+_buffers = threading.local()
+
+
+def _logit_buffer(classes: int, height: int, width: int) -> np.ndarray:
+    """A per-thread float64 work array, reused across images to avoid page faults on every image."""
     step = _NOISE_BLOCKS[-1]
-    pad_h, pad_w = -(-height // step) * step, -(-width // step) * step
-    logits = np.empty((classes, pad_h, pad_w), dtype=np.float64)
-    for n in range(batch):
-        logits[...] = 0.0
-        logits[0] = strength / 2
-        for cls, (kind, centre, radii, rotation) in enumerate(_layout(rng, classes, height, width), start=1):
-            rr, cc = _shape_pixels(kind, centre, radii, rotation, image)
-            labels[n, rr, cc] = cls
-            # The prediction: the same object, shifted and rescaled, with a blurred edge band.
-            pred_centre = (centre[0] + rng.normal(0, shift_sd), centre[1] + rng.normal(0, shift_sd))
-            scale = 1.0 + rng.normal(0, 0.05 * (1.0 - quality) + 0.01)
-            for grow in (1.0 + _EDGE_BAND, 1.0 - _EDGE_BAND):
-                pred_radii = (radii[0] * scale * grow, radii[1] * scale * grow)
-                rr, cc = _shape_pixels(kind, pred_centre, pred_radii, rotation, image)
-                logits[cls, rr, cc] += strength / 2
-        for block in _NOISE_BLOCKS:
-            noise = rng.standard_normal((classes, pad_h // block, 1, pad_w // block, 1))
-            logits.reshape(classes, pad_h // block, block, pad_w // block, block)[...] += noise_sd * noise
-        image_logits = logits[:, :height, :width]
-        image_logits -= image_logits.max(axis=0)
-        np.exp(image_logits, out=image_logits)
-        image_logits /= image_logits.sum(axis=0)
-        y_pred[n] = np.moveaxis(image_logits, 0, -1)
-
-    y_true_complete = _one_hot(labels, classes, np_dtype)
-    present = [(n, c) for n in range(batch) for c in range(1, classes) if (labels[n] == c).any()]
-    if missing > len(present):
-        raise ValueError(f"missing must be <= {len(present)} (the objects present in the batch), got {missing}")
-    chosen = sorted(present[i] for i in rng.choice(len(present), size=missing, replace=False))
-    y_true = y_true_complete.copy() if chosen else y_true_complete
-    for n, c in chosen:
-        y_true[n][labels[n] == c] = np.eye(classes, dtype=np_dtype)[0]
-    for array in (y_true, y_pred, y_true_complete):
-        array.flags.writeable = False  # scenes are shared between cells: nobody may change them
-    return Scene(y_true=y_true, y_pred=y_pred, y_true_complete=y_true_complete, missing=tuple(chosen))
+    shape = (classes, -(-height // step) * step, -(-width // step) * step)
+    buffer = getattr(_buffers, "logits", None)
+    if buffer is None or buffer.shape != shape:
+        buffer = _buffers.logits = np.empty(shape, dtype=np.float64)
+    return buffer
 
 
-def _one_hot(labels: np.ndarray, classes: int, dtype: np.dtype) -> np.ndarray:
-    return np.eye(classes, dtype=dtype)[labels]
+def _draw_image(rng: np.random.Generator, classes: int, look: _Look, labels: np.ndarray, y_pred: np.ndarray) -> None:
+    """Draw one image's labels and prediction in place.
+
+    Logits are channels-first and padded to whole noise blocks, so that reductions over classes are
+    elementwise over C planes and block noise is added by broadcasting instead of repeating; the
+    softmax is computed in float64 and rounded once to the output dtype.
+    """
+    height, width = labels.shape
+    image = (height, width)
+    logits = _logit_buffer(classes, height, width)
+    _, pad_h, pad_w = logits.shape
+    logits[...] = 0.0
+    logits[0] = look.strength / 2
+    for cls, (kind, centre, radii, rotation) in enumerate(_layout(rng, classes, height, width), start=1):
+        rr, cc = _shape_pixels(kind, centre, radii, rotation, image)
+        labels[rr, cc] = cls
+        # The prediction: the same object, shifted and rescaled, with a blurred edge band.
+        pred_centre = (centre[0] + rng.normal(0, look.shift_sd), centre[1] + rng.normal(0, look.shift_sd))
+        scale = 1.0 + rng.normal(0, 0.05 * (1.0 - look.quality) + 0.01)
+        for grow in (1.0 + _EDGE_BAND, 1.0 - _EDGE_BAND):
+            pred_radii = (radii[0] * scale * grow, radii[1] * scale * grow)
+            rr, cc = _shape_pixels(kind, pred_centre, pred_radii, rotation, image)
+            logits[cls, rr, cc] += look.strength / 2
+    for block in _NOISE_BLOCKS:
+        noise = rng.standard_normal((classes, pad_h // block, 1, pad_w // block, 1))
+        logits.reshape(classes, pad_h // block, block, pad_w // block, block)[...] += look.noise_sd * noise
+    image_logits = logits[:, :height, :width]
+    image_logits -= image_logits.max(axis=0)
+    np.exp(image_logits, out=image_logits)
+    image_logits /= image_logits.sum(axis=0)
+    np.copyto(y_pred, np.moveaxis(image_logits.astype(y_pred.dtype), 0, -1))
 
 
 def _numpy_dtype(name: str) -> np.dtype:
