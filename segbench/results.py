@@ -55,7 +55,8 @@ SCHEMA: dict[str, str] = {
     "width": "Int64",
     "classes": "Int64",
     "dtype": "string",
-    "status": "string",  # ok | error | oom | unavailable | timeout
+    "benchmark": "string",  # what produced the row: "segbench run", or the asv/pytest-benchmark name
+    "status": "string",  # ok | error | oom | killed | skipped | failed
     "error": "string",
     # time
     "compile_s": "float64",  # the first call: trace (+ XLA compile) + first run
@@ -79,6 +80,8 @@ SCHEMA: dict[str, str] = {
     "loss_value": "float64",
     "oracle_value": "float64",
     "oracle_abs_diff": "float64",
+    "value": "float64",  # the number the source recorded, in ``unit`` (for a timing, median_s)
+    "unit": "string",
     "finished_at": "string",
 }
 

@@ -134,13 +134,11 @@ class Runner:
                 self._oracle[key] = float(oracle.loss_value(case.loss, scene.y_true, scene.y_pred))
         return self._oracle[key]
 
-    def _device_for(self, case: Case) -> devices.Device:
-        return self.device if MODES[case.mode].backend == "tensorflow" else self.cpu  # numpy runs on the host
-
     def measure_cell(self, case: Case) -> dict[str, Any]:
-        device = self._device_for(case)
+        device = self.device if MODES[case.mode].backend == "tensorflow" else self.cpu  # numpy: the host
         row: dict[str, Any] = {
             **case.key(),
+            "benchmark": "segbench run",
             "device": f"{device.kind}:{device.index}",
             "device_name": device.name,
         }
@@ -154,7 +152,7 @@ class Runner:
                 f"{available / 2**30:.1f} GiB available",
             }
         try:
-            row.update(self._measure(case, device))
+            row.update(self._measure(case))
             row["status"] = "ok"
         except KeyboardInterrupt:
             raise
@@ -162,17 +160,13 @@ class Runner:
             row.update(status="oom" if _is_oom(error) else "error", error=_error_text(error))
         return row
 
-    def _measure(self, case: Case, device: devices.Device) -> dict[str, Any]:
-        backend = MODES[case.mode].backend
-        scene = case.scene()
-        y_true = devices.place(scene.y_true, device, backend)
-        y_pred = devices.place(scene.y_pred, device, backend)
-        fn = case.build()
-        sync = devices.synchronizer(device, backend)
-        with devices.on(device, backend):
-            timing = measure(lambda: fn(y_true, y_pred), sync, self.budget)
-            value = float(devices.first_value(fn(y_true, y_pred)))
-            peak, mem_method = devices.measure_peak_memory(lambda: sync(fn(y_true, y_pred)), device, backend)
+    def _measure(self, case: Case) -> dict[str, Any]:
+        prepared = case.prepare(self.device, warm=False)  # the timer makes (and times) the first call
+        scene = prepared.scene
+        with prepared.scope():
+            timing = measure(prepared.run, prepared.sync, self.budget)
+            value = prepared.call()
+            peak, mem_method = devices.measure_peak_memory(prepared.call, prepared.device, prepared.backend)
         ceiling = self.ceiling(case, scene)
         moved = bytes_moved(case, scene)
         gb_per_s = moved / timing.median / 1e9
@@ -196,6 +190,8 @@ class Runner:
             "loss_value": value,
             "oracle_value": expected,
             "oracle_abs_diff": abs(value - expected) if expected is not None else None,
+            "value": timing.median,
+            "unit": "seconds",
         }
 
 

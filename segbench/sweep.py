@@ -85,6 +85,48 @@ class Case:
         """The callable to time: no input validation, as timed code should be."""
         return loss_fn(self.loss, self.mode, formulation=self.formulation, gradient=self.gradient, validate=False)
 
+    def prepare(self, device: str | Any = "auto", *, warm: bool = True) -> PreparedCase:
+        """Inputs on the device and the callable built; with ``warm`` the first call is made."""
+        return PreparedCase(self, device, warm=warm)
+
+
+class PreparedCase:
+    """A case ready to time, the same way for segbench run, asv and pytest-benchmark.
+
+    Inputs are placed on the device before any timing; ``call()`` runs the loss once and returns
+    only when the device has finished (see segbench.device.synchronizer). With ``warm=True`` the
+    first call (trace, XLA compile) is made here, so that no timing includes it.
+    """
+
+    def __init__(self, case: Case, device: str | Any = "auto", *, warm: bool = True):
+        from segbench import device as devices
+
+        self.case = case
+        self.backend = MODES[case.mode].backend
+        if isinstance(device, str):
+            device = devices.resolve(device, uses_tensorflow=self.backend == "tensorflow")
+        self.device = device if self.backend == "tensorflow" else devices.resolve("cpu")  # numpy: the host
+        self.scene = case.scene()
+        self.y_true = devices.place(self.scene.y_true, self.device, self.backend)
+        self.y_pred = devices.place(self.scene.y_pred, self.device, self.backend)
+        self.fn = case.build()
+        self.sync = devices.synchronizer(self.device, self.backend)
+        self._on = devices.on
+        self.first_value = self.call() if warm else None
+
+    def scope(self) -> Any:
+        """Run TensorFlow ops on this case's device inside the block."""
+        return self._on(self.device, self.backend)
+
+    def call(self) -> float:
+        """One call, finished on the device; returns the loss value (the scalar that was fetched)."""
+        with self.scope():
+            return self.sync(self.fn(self.y_true, self.y_pred))
+
+    def run(self) -> Any:
+        """One call without fetching the result (for timing loops that sync once per round)."""
+        return self.fn(self.y_true, self.y_pred)
+
 
 @functools.lru_cache(maxsize=1)
 def scene_for(batch: int, height: int, width: int, classes: int, dtype: str) -> Scene:

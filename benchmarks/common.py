@@ -1,0 +1,68 @@
+"""What every asv benchmark shares: the profile's params, and a case ready to time.
+
+Params come from the one sweep definition (``segbench.sweep``); ``SEGBENCH_PROFILE`` picks the
+profile (default: "default"). TensorFlow is imported here, once, so that asv's forkserver keeps a
+warm import for every benchmark process; importing it does not initialise its runtime, which
+happens in each forked process's setup.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow  # noqa: F401  (warm import, see the docstring)
+
+from segbench.sweep import Case, PreparedCase, Profile, get_profile
+
+PROFILE: Profile = get_profile()
+SWEEP = PROFILE.sweep
+
+PARAM_NAMES = ["loss", "formulation", "mode", "pass", "batch", "resolution", "classes", "dtype"]
+PARAMS = [
+    list(SWEEP.losses),
+    list(SWEEP.formulations),
+    list(SWEEP.modes),
+    list(SWEEP.passes),
+    list(SWEEP.batches),
+    [f"{h}x{w}" for h, w in SWEEP.resolutions],
+    list(SWEEP.classes),
+    list(SWEEP.dtypes),
+]
+LARGEST = (max(SWEEP.batches), *max(SWEEP.resolutions, key=lambda r: r[0] * r[1]))
+"""(batch, height, width) of the profile's largest shape."""
+
+
+def params_with(**fixed: list) -> list[list]:
+    """The sweep's params with some dimensions narrowed: every benchmark keeps all PARAM_NAMES,
+    so each result says exactly which cell it is (and segbench.importers maps any of them)."""
+    return [fixed.get(name, values) for name, values in zip(PARAM_NAMES, PARAMS, strict=True)]
+
+
+def largest_shape() -> dict[str, list]:
+    batch, height, width = LARGEST
+    return {"batch": [batch], "resolution": [f"{height}x{width}"], "classes": [SWEEP.classes[0]]}
+
+
+def make_case(loss, formulation, mode, pass_, batch, resolution, classes, dtype) -> Case:
+    """The sweep's case for these asv params; NotImplementedError (asv's skip) if it cannot run."""
+    height, width = (int(v) for v in resolution.split("x"))
+    case = Case(int(batch), height, width, int(classes), dtype, loss, formulation, mode, pass_)
+    reason = case.unsupported_reason()
+    if reason:
+        raise NotImplementedError(reason)
+    return case
+
+
+@functools.lru_cache(maxsize=4)
+def prepare(*params) -> PreparedCase:
+    """The case for these params on the default device, first call made; cached per process.
+
+    asv 0.6.6 runs ``setup`` again before every timed call (asv#966). Building the case there each
+    time would make every sample time the second call of a freshly traced function, which is
+    several times slower than a warm call; the cache makes a repeated setup a lookup. Each
+    parameter runs in its own process, so nothing leaks between cells.
+    """
+    return make_case(*params).prepare()

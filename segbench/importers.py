@@ -1,0 +1,197 @@
+"""asv and pytest-benchmark results as DataFrames in segbench's results schema.
+
+Both tools measure cells of the same sweep (``segbench.sweep``), so their rows carry the same key
+columns as ``segbench run``'s and one notebook reads all three with ``pd.concat``.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import datetime as dt
+import itertools
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segbench.results import SCHEMA_VERSION, conform, empty
+
+# How a sweep dimension is named in an asv param / a case key, and its column in the schema.
+_INT_COLUMNS = ("batch", "classes")
+
+
+def _key_from_params(names: Iterable[str], values: Iterable[Any]) -> dict[str, Any]:
+    """Schema key columns from benchmark params (asv's repr strings or plain values)."""
+    key: dict[str, Any] = {}
+    for name, value in zip(names, values, strict=True):
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError, SyntaxError):  # asv stores params as repr strings
+                value = ast.literal_eval(value)
+        if name == "resolution":
+            height, _, width = str(value).partition("x")
+            key["height"], key["width"] = int(height), int(width or height)
+        elif name in _INT_COLUMNS:
+            key[name] = int(value)
+        elif name in ("pass", "pass_"):
+            key["pass"] = value
+        else:
+            key[name] = value
+    return key
+
+
+def _iso(timestamp_ms: float | None) -> str | None:
+    if timestamp_ms is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+def _status(value: Any) -> str:
+    if value is None:
+        return "failed"
+    if isinstance(value, float) and math.isnan(value):
+        return "skipped"  # asv's value for a benchmark whose setup raised NotImplementedError
+    return "ok"
+
+
+def _asv_measures(kind: str, name: str, value: Any, stats: dict | None, samples: list | None) -> dict[str, Any]:
+    """Schema columns for one asv value, by benchmark type (time, peakmem, track)."""
+    if _status(value) != "ok":
+        return {}
+    if kind == "time":
+        row: dict[str, Any] = {"median_s": value}
+        if stats:
+            if stats.get("q_25") is not None and stats.get("q_75") is not None:
+                row["iqr_s"] = stats["q_75"] - stats["q_25"]
+            row["rounds"] = stats.get("repeat")
+            row["calls_per_round"] = stats.get("number")
+        if samples:
+            row.update(raw_times_s=json.dumps(samples), mean_s=float(np.mean(samples)), min_s=float(np.min(samples)))
+        return row
+    if kind == "peakmem":
+        return {"peak_mem_bytes": int(value), "mem_method": "asv_peakmem (process max RSS)"}
+    if name.endswith("track_loss_value"):
+        return {"loss_value": value}
+    if name.endswith("track_compile_time"):
+        return {"compile_s": value}
+    return {}
+
+
+def from_asv(
+    results_dir: str | os.PathLike[str], benchmarks_json: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """Every result under asv's results directory (all machines and commits), one row per param.
+
+    ``benchmarks_json`` (default: ``results_dir/benchmarks.json``, which asv writes) gives each
+    benchmark's type, unit and param names.
+    """
+    from asv.results import iter_results
+
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results_dir {results_dir} is not a directory of asv results")
+    meta_path = Path(benchmarks_json) if benchmarks_json else results_dir / "benchmarks.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"no asv benchmarks.json at {meta_path}: pass benchmarks_json=")
+    benchmarks = {k: v for k, v in json.loads(meta_path.read_text()).items() if isinstance(v, dict)}
+    rows = []
+    for result in iter_results(str(results_dir)):
+        requirements = result.params
+        run = {
+            "schema_version": SCHEMA_VERSION,
+            "source": "asv",
+            "run_id": f"asv-{result.commit_hash[:8]}-{result.env_name}",
+            "git_commit": result.commit_hash,
+            "host": requirements.get("machine"),
+            "python_version": requirements.get("python"),
+            "numpy_version": requirements.get("req-numpy") or None,
+            "tensorflow_version": requirements.get("req-tensorflow") or None,
+            "device_name": requirements.get("cpu"),
+        }
+        for name in result.get_all_result_keys():
+            info = benchmarks.get(name)
+            if info is None:
+                continue  # a benchmark that no longer exists
+            params = result.get_result_params(name)
+            values = result.get_result_value(name, params)
+            stats = result.get_result_stats(name, params)
+            samples = result.get_result_samples(name, params)
+            combos = list(itertools.product(*params)) if params else [()]
+            if not params:
+                values, stats, samples = [values], [stats], [samples]
+            for combo, value, stat, sample in zip(combos, values, stats, samples, strict=True):
+                rows.append(
+                    {
+                        **run,
+                        **_key_from_params(info.get("param_names", []), combo),
+                        "benchmark": name,
+                        "status": _status(value),
+                        "value": value if _status(value) == "ok" else None,
+                        "unit": info.get("unit"),
+                        "started_at": _iso(result.started_at.get(name)),
+                        **_asv_measures(info.get("type", ""), name, value, stat, sample),
+                    }
+                )
+    return conform(pd.DataFrame(rows)) if rows else empty()
+
+
+def _pytest_benchmark_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.rglob("*.json"))
+        if not files:
+            raise FileNotFoundError(f"no pytest-benchmark JSON files under {path}")
+        return files
+    if not path.exists():
+        raise FileNotFoundError(f"no pytest-benchmark JSON at {path}")
+    return [path]
+
+
+def from_pytest_benchmark(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A pytest-benchmark JSON file (``--benchmark-json``/``--benchmark-autosave``), or a directory
+    of them (e.g. ``.benchmarks``), one row per benchmark; the case comes from ``extra_info``."""
+    rows = []
+    for file in _pytest_benchmark_files(Path(path)):
+        data = json.loads(file.read_text())
+        if "benchmarks" not in data:
+            raise ValueError(f"{file} is not pytest-benchmark output (no 'benchmarks' list)")
+        machine, commit = data.get("machine_info", {}), data.get("commit_info", {})
+        run = {
+            "schema_version": SCHEMA_VERSION,
+            "source": "pytest-benchmark",
+            "run_id": f"pytest-benchmark-{file.stem}",
+            "started_at": data.get("datetime"),
+            "host": machine.get("node"),
+            "python_version": machine.get("python_version"),
+            "git_commit": commit.get("id"),
+            "git_dirty": commit.get("dirty"),
+            "device_name": (machine.get("cpu") or {}).get("brand_raw"),
+        }
+        for bench in data["benchmarks"]:
+            stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
+            case = extra.get("case", {})
+            raw = stats.get("data")
+            rows.append(
+                {
+                    **run,
+                    **_key_from_params(case.keys(), case.values()),
+                    **{k: extra[k] for k in ("tensorflow_version", "numpy_version", "device") if k in extra},
+                    "benchmark": bench.get("fullname") or bench.get("name"),
+                    "status": "ok",
+                    "median_s": stats.get("median"),
+                    "iqr_s": stats.get("iqr"),
+                    "mean_s": stats.get("mean"),
+                    "min_s": stats.get("min"),
+                    "rounds": stats.get("rounds"),
+                    "calls_per_round": stats.get("iterations"),
+                    "raw_times_s": json.dumps(raw) if raw else None,
+                    "loss_value": extra.get("loss_value"),
+                    "value": stats.get("median"),
+                    "unit": "seconds",
+                }
+            )
+    return conform(pd.DataFrame(rows)) if rows else empty()
