@@ -32,6 +32,18 @@ def assert_gradient_close(grad, expected, dtype: str = "float32") -> None:
     np.testing.assert_allclose(to_numpy(grad).astype(np.float64), expected, rtol=tol["rtol"], atol=tol["atol"] * scale)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Benchmarks time only when asked (--benchmark-only, --benchmark-enable or -m bench); a plain
+    run executes each of them once, as a test, so that the suite stays fast."""
+    asked = (
+        config.getoption("benchmark_only", False)
+        or config.getoption("benchmark_enable", False)
+        or "bench" in (config.getoption("markexpr", "") or "").replace("not bench", "")
+    )
+    if not asked:
+        config.option.benchmark_disable = True
+
+
 @pytest.fixture(scope="session")
 def seed_scene():
     """The seed's scenario: batch 8, background + 3 objects, two missing annotations."""

@@ -1,0 +1,56 @@
+"""pytest-benchmark over the shared sweep: every case of the profile, grouped so that the modes of
+one loss and shape sit side by side.
+
+A plain ``pytest`` run executes each case once as a test (benchmarking disabled, tiny profile) and
+checks its value against the oracle. ``pytest -m bench --benchmark-only`` times them, on the profile
+in ``SEGBENCH_PROFILE`` (default: default), with explicit warm-up rounds: pytest-benchmark does no
+warm-up on CPython, so the first call's trace and XLA compile would otherwise be timed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from segbench import oracle
+from segbench._constants import TOLERANCES
+from segbench.sweep import TimerBudget, get_profile
+
+WARMUP_ROUNDS = 5
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" in metafunc.fixturenames:
+        timing = not metafunc.config.getoption("benchmark_disable")
+        profile = get_profile(None if timing else "tiny")
+        cases = profile.sweep.cases()
+        metafunc.parametrize("case", cases, ids=[c.name for c in cases])
+        metafunc.parametrize("budget", [profile.budget], ids=[profile.name])
+
+
+def calls_per_round(prepared, budget: TimerBudget) -> int:
+    """Enough calls per round that a round lasts min_run_time / min_rounds (as segbench run does)."""
+    import time
+
+    start = time.perf_counter()
+    prepared.call()
+    per_call = max(time.perf_counter() - start, 1e-7)
+    return max(1, math.ceil(max(budget.min_run_time / budget.min_rounds, 1e-3) / per_call))
+
+
+@pytest.mark.bench
+def test_loss(benchmark, case, budget):
+    prepared = case.prepare()  # inputs on the device; first call (trace + compile) made here
+    benchmark.group = case.name.replace(f"/{case.mode}/", "/")  # the modes of one cell side by side
+    benchmark.name = case.mode
+    benchmark.extra_info["case"] = case.key()
+    benchmark.extra_info["loss_value"] = prepared.first_value
+    value = benchmark.pedantic(
+        prepared.call,
+        warmup_rounds=WARMUP_ROUNDS,
+        rounds=budget.min_rounds,
+        iterations=calls_per_round(prepared, budget),
+    )
+    expected = oracle.loss_value(case.loss, prepared.scene.y_true, prepared.scene.y_pred)
+    assert value == pytest.approx(expected, rel=TOLERANCES[case.dtype]["rtol"], abs=TOLERANCES[case.dtype]["atol"])
