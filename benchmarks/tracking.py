@@ -7,8 +7,8 @@ time over XLA's, both measured with segbench's timer in the same process.
 
 import time
 
+from segbench.scenes import SEED_SCENARIO
 from segbench.timing import measure
-from segbench.values import SEED_SCENARIO
 
 from .common import PARAM_NAMES, PROFILE, SWEEP, largest_shape, make_case, params_with, prepare
 

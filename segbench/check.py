@@ -27,9 +27,8 @@ import pandas as pd
 from segbench import oracle
 from segbench._constants import TOLERANCES
 from segbench.registry import FORMULATIONS, LOSSES, MODES, loss_fn
-from segbench.scenes import Scene
+from segbench.scenes import REFERENCE_SCENARIOS, Scenario, Scene
 from segbench.sweep import PASSES
-from segbench.values import REFERENCE_SCENARIOS, Scenario
 
 DEFAULT_TABLE = Path("results") / "reference_values.csv"
 ORACLE_RTOL = 1e-10  # float64 arithmetic in another order (another numpy build) stays far below this

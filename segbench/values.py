@@ -8,43 +8,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
 from segbench import oracle
 from segbench.registry import FORMULATIONS, LOSSES, MODES, loss_fn
-from segbench.scenes import Scene, make_scene
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A named, seeded input: everything make_scene needs."""
-
-    name: str
-    batch: int
-    height: int
-    width: int
-    classes: int
-    missing: int
-    seed: int = 0
-
-    def scene(self) -> Scene:
-        return make_scene(self.batch, self.height, self.width, self.classes, missing=self.missing, seed=self.seed)
-
-
-SEED_SCENARIO = Scenario("seed", batch=8, height=128, width=128, classes=4, missing=2)
-"""The seed post's experiment: 8 images, background + ellipse, square, disk, two missing annotations."""
-
-REFERENCE_SCENARIOS: tuple[Scenario, ...] = (
-    SEED_SCENARIO,
-    Scenario("complete", batch=8, height=128, width=128, classes=4, missing=0),
-    Scenario("binary_nonsquare", batch=2, height=48, width=80, classes=2, missing=1),
-    Scenario("nine_classes", batch=3, height=64, width=64, classes=9, missing=3, seed=1),
-    Scenario("sixteen_classes_nonsquare", batch=2, height=96, width=64, classes=16, missing=4, seed=2),
-)
-"""The scenarios whose float64 values are stored in results/reference_values.csv (segbench check)."""
+from segbench.scenes import SEED_SCENARIO, Scenario
 
 
 def value_table(

@@ -1,0 +1,89 @@
+"""asv over commits, end to end: a temporary clone with two commits, `asv run` over both with the
+tiny profile, results for both commits (timings and tracked values), then `asv compare`,
+`asv publish` and `asv check`. Marked slow: building asv's environment installs TensorFlow once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segbench import oracle
+from segbench.importers import from_asv
+from segbench.scenes import SEED_SCENARIO
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def asv(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "asv", *args]
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done
+
+
+def read_conf() -> dict:
+    text = (ROOT / "asv.conf.json").read_text()
+    return json.loads(re.sub(r"^\s*//.*$", "", text, flags=re.MULTILINE))
+
+
+def test_asv_pins_match_constraints():
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().split() if "==" in line)
+    for package, versions in read_conf()["matrix"]["req"].items():
+        assert versions == [pins[package]], f"asv.conf.json pins {package} {versions}, constraints.txt {pins[package]}"
+
+
+def test_asv_build_and_install_commands_avoid_the_known_pitfalls():
+    conf = read_conf()
+    assert "--no-deps" in conf["build_command"][0]  # else "Found multiple wheels"
+    assert "--no-deps" in conf["install_command"][0]  # else TensorFlow is reinstalled per commit
+    assert conf["launch_method"] == "forkserver"
+
+
+@pytest.mark.slow
+def test_asv_run_over_two_commits(tmp_path):
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    (repo / "NOTE.txt").write_text("a second commit for asv to measure\n")
+    subprocess.run([*git, "add", "NOTE.txt"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "second commit"], cwd=repo, check=True)
+    commits = subprocess.run(
+        ["git", "rev-list", "-2", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.split()
+
+    env = {
+        **os.environ,
+        "SEGBENCH_PROFILE": "tiny",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    asv("machine", "--yes", "--machine", "segbench-test", cwd=repo, env=env)
+    benchmarks = ["-b", "TimeLoss", "-b", "TrackLossValue"]
+    asv("run", "HEAD~1..HEAD", "--record-samples", "--machine", "segbench-test", *benchmarks, cwd=repo, env=env)
+
+    frame = from_asv(repo / ".asv" / "results")
+    assert set(frame["git_commit"]) == set(commits)
+    for commit in commits:
+        rows = frame[frame["git_commit"] == commit]
+        times = rows[rows["benchmark"] == "losses.TimeLoss.time_loss"]
+        assert len(times) and (times["status"] == "ok").all()
+        assert (times["median_s"] > 0).all() and times["raw_times_s"].notna().all()  # --record-samples
+        values = rows[rows["benchmark"] == "tracking.TrackLossValue.track_loss_value"]
+        assert len(values) and (values["status"] == "ok").all()
+        scene = SEED_SCENARIO.scene()
+        for _, row in values.iterrows():
+            expected = oracle.loss_value(row["loss"], scene.y_true, scene.y_pred)
+            assert row["loss_value"] == pytest.approx(expected, rel=1e-5)
+
+    compared = asv("compare", commits[1], commits[0], "--machine", "segbench-test", cwd=repo, env=env)
+    assert "time_loss" in compared.stdout
+    asv("publish", cwd=repo, env=env)
+    assert (repo / ".asv" / "html" / "index.html").exists()
+    asv("check", "--python=same", cwd=repo, env=env)
+    shutil.rmtree(repo / ".asv" / "env", ignore_errors=True)  # the environment is large
