@@ -65,7 +65,8 @@ def test_asv_run_over_two_commits(tmp_path):
     }
     asv("machine", "--yes", "--machine", "segbench-test", cwd=repo, env=env)
     benchmarks = ["-b", "TimeLoss", "-b", "TrackLossValue"]
-    asv("run", "HEAD~1..HEAD", "--record-samples", "--machine", "segbench-test", *benchmarks, cwd=repo, env=env)
+    # a git range: HEAD~2..HEAD is the two newest commits
+    asv("run", "HEAD~2..HEAD", "--record-samples", "--machine", "segbench-test", *benchmarks, cwd=repo, env=env)
 
     frame = from_asv(repo / ".asv" / "results")
     assert set(frame["git_commit"]) == set(commits)
