@@ -135,3 +135,98 @@ IMPLEMENTATIONS: dict[tuple[str, str], tuple[Implementation, Implementation]] = 
     ),
     ("marginal_crossentropy", "reference"): (marginal_crossentropy, marginal_crossentropy_grad),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# fused: the same losses written for speed. Assumes one-hot y_true (which validation checks):
+# then each pixel's cross-entropy needs one probability, p[true class], so the log is taken once
+# per pixel instead of C times, and no temporary of the inputs' size is made. The presence of
+# each class is one reduction over the pixels of y_true, and the missing-annotation argmax is
+# only computed for the images that have an absent object class (the only ones it can change).
+
+
+def _true_class_probability(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """p[true class] per pixel (N, H, W), in one streaming pass over both inputs."""
+    return np.einsum("...c,...c->...", y_true, y_pred)
+
+
+def _absent_objects(y_true: np.ndarray) -> np.ndarray:
+    """(N, C) bool: object classes (not background) that no pixel of the image is annotated with."""
+    n, _, _, c = y_true.shape
+    absent = y_true.reshape(n, -1, c).max(axis=1) == 0
+    absent[:, 0] = False
+    return absent
+
+
+def _fused(y_true, y_pred, reduction, drop_or_merge, gradient: bool):
+    """Shared body: score each pixel, -log it, reduce; optionally the gradient, written once."""
+    score = _true_class_probability(y_true, y_pred)
+    drop = drop_or_merge(y_true, y_pred, score)  # may rewrite score in place; returns pixels to drop
+    passes = clip_passes(score)
+    clipped = np.clip(score, EPSILON, 1.0 - EPSILON, out=score)
+    per_pixel = np.log(clipped)
+    np.negative(per_pixel, out=per_pixel)
+    if drop is not None:
+        per_pixel[drop] = 0
+    value = reduce(per_pixel, reduction)
+    if not gradient:
+        return value
+    scale = y_pred.dtype.type(grad_scale(per_pixel, reduction))
+    coef = np.divide(-scale, clipped, out=clipped)  # d loss / d score, reusing the score's buffer
+    coef[~passes] = 0
+    if drop is not None:
+        coef[drop] = 0
+    return value, coef
+
+
+def _no_drop(y_true, y_pred, score):
+    return None
+
+
+def _missing_annotation_drop(y_true, y_pred, score):
+    """Background pixels whose argmax is an absent object class: the seed's weight 0."""
+    absent = _absent_objects(y_true)
+    drop = np.zeros(score.shape, dtype=bool)
+    for n in np.flatnonzero(absent.any(axis=1)):
+        predicted = y_pred[n].argmax(axis=-1)
+        drop[n] = (y_true[n, ..., 0] > 0) & absent[n][predicted]
+    return drop
+
+
+def _marginal_merge(y_true, y_pred, score):
+    """Background pixels of images with absent classes are scored on p0 + their probabilities."""
+    absent = _absent_objects(y_true)
+    for n in np.flatnonzero(absent.any(axis=1)):
+        merge = absent[n].astype(y_pred.dtype)
+        merge[0] = 1
+        background = y_true[n, ..., 0] > 0
+        score[n][background] = (y_pred[n] @ merge)[background]
+    return None
+
+
+def _fused_grad_array(y_true, y_pred, coef, merged: bool) -> np.ndarray:
+    grad = np.multiply(y_true, coef[..., None], dtype=y_pred.dtype)
+    if merged:  # marginal: a background pixel's score sums the merged channels
+        absent = _absent_objects(y_true)
+        for n in np.flatnonzero(absent.any(axis=1)):
+            merge = absent[n].astype(y_pred.dtype)
+            merge[0] = 1
+            background = y_true[n, ..., 0] > 0
+            grad[n][background] = coef[n][background][:, None] * merge
+    return grad
+
+
+def _make_fused(drop_or_merge, merged=False):
+    def value(y_true, y_pred, reduction="mean"):
+        return _fused(y_true, y_pred, reduction, drop_or_merge, gradient=False)
+
+    def value_and_grad(y_true, y_pred, reduction="mean"):
+        loss, coef = _fused(y_true, y_pred, reduction, drop_or_merge, gradient=True)
+        return loss, _fused_grad_array(y_true, y_pred, coef, merged)
+
+    return value, value_and_grad
+
+
+IMPLEMENTATIONS[("categorical_crossentropy", "fused")] = _make_fused(_no_drop)
+IMPLEMENTATIONS[("missing_annotation_crossentropy", "fused")] = _make_fused(_missing_annotation_drop)
+IMPLEMENTATIONS[("marginal_crossentropy", "fused")] = _make_fused(_marginal_merge, merged=True)

@@ -66,3 +66,56 @@ IMPLEMENTATIONS: dict[tuple[str, str], Implementation] = {
     ("missing_annotation_crossentropy", "reference"): missing_annotation_crossentropy,
     ("marginal_crossentropy", "reference"): marginal_crossentropy,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# fused: assumes one-hot y_true (validation checks it). Each pixel's cross-entropy needs only
+# p[true class]: one multiply-and-reduce over C, then one clip and one log per pixel. The
+# annotated class, the argmax of y_pred and p[true class] are reductions over C of the same
+# inputs (XLA can fuse them into one pass); the class-presence vector is then computed from the
+# per-pixel labels, a C-th of the input's size, instead of re-reading y_true. The marginal loss
+# has to read y_pred a second time once presence is known: its floor is 1.5 reads of the inputs.
+
+
+def _pixel_labels(y_true: tf.Tensor) -> tf.Tensor:
+    """The annotated class of each pixel, (N, H, W) int32."""
+    return tf.argmax(y_true, axis=-1, output_type=tf.int32)
+
+
+def _present_from_labels(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """(N, C) bool from the label map: a C-th of the reads of reducing y_true itself."""
+    return tf.reduce_any(tf.equal(labels[..., None], tf.range(num_classes, dtype=tf.int32)), axis=[1, 2])
+
+
+def _nll(score: tf.Tensor) -> tf.Tensor:
+    return -tf.math.log(clip(score))
+
+
+def fused_categorical_crossentropy(y_true, y_pred, reduction="mean"):
+    return reduce(_nll(tf.reduce_sum(y_true * y_pred, axis=-1)), reduction)
+
+
+def fused_missing_annotation_crossentropy(y_true, y_pred, reduction="mean"):
+    num_classes = y_pred.shape[-1]
+    labels = _pixel_labels(y_true)
+    present = _present_from_labels(labels, num_classes)
+    predicted = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
+    predicted_present = tf.gather(present, predicted, batch_dims=1)  # (N, H, W); background is present
+    keep = tf.logical_or(tf.not_equal(labels, 0), predicted_present)
+    per_pixel = _nll(tf.reduce_sum(y_true * y_pred, axis=-1))
+    return reduce(tf.where(keep, per_pixel, tf.zeros_like(per_pixel)), reduction)
+
+
+def fused_marginal_crossentropy(y_true, y_pred, reduction="mean"):
+    num_classes = y_pred.shape[-1]
+    labels = _pixel_labels(y_true)
+    present = _present_from_labels(labels, num_classes)
+    merge = tf.logical_or(tf.logical_not(present), tf.equal(tf.range(num_classes), 0)[None, :])
+    merged_background = tf.reduce_sum(y_pred * tf.cast(merge, y_pred.dtype)[:, None, None, :], axis=-1)
+    score = tf.where(tf.equal(labels, 0), merged_background, tf.reduce_sum(y_true * y_pred, axis=-1))
+    return reduce(_nll(score), reduction)
+
+
+IMPLEMENTATIONS[("categorical_crossentropy", "fused")] = fused_categorical_crossentropy
+IMPLEMENTATIONS[("missing_annotation_crossentropy", "fused")] = fused_missing_annotation_crossentropy
+IMPLEMENTATIONS[("marginal_crossentropy", "fused")] = fused_marginal_crossentropy
