@@ -152,8 +152,11 @@ def _true_class_probability(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarra
 
 def _absent_objects(y_true: np.ndarray) -> np.ndarray:
     """(N, C) bool: object classes (not background) that no pixel of the image is annotated with."""
-    n, _, _, c = y_true.shape
-    absent = y_true.reshape(n, -1, c).max(axis=1) == 0
+    n, h, w, c = y_true.shape
+    # Pixel counts per class as a batched (1 x HW) @ (HW x C) product: BLAS reads y_true once,
+    # several times faster than numpy's max over the pixel axis with C innermost.
+    counts = np.matmul(np.ones((1, h * w), dtype=y_true.dtype), y_true.reshape(n, h * w, c))[:, 0]
+    absent = counts == 0
     absent[:, 0] = False
     return absent
 
