@@ -71,7 +71,8 @@ SCHEMA: dict[str, str] = {
     "pixels_per_s": "float64",
     "bytes_moved": "Int64",  # y_true + y_pred read once (+ the gradient written once)
     "gb_per_s": "float64",
-    "ceiling_gb_per_s": "float64",  # measured in the same run: reading both inputs once
+    "ceiling_gb_per_s": "float64",  # measured in the same run: reading both inputs once, fastest way found
+    "ceiling_method": "string",  # which kernel was fastest (numpy sum, an XLA reduction)
     "roofline_fraction": "float64",  # gb_per_s / ceiling_gb_per_s
     # memory
     "peak_mem_bytes": "Int64",
