@@ -102,6 +102,34 @@ def compile_table(frame: pd.DataFrame, baseline: str = "eager") -> pd.DataFrame:
     return table.reset_index()
 
 
+def formulation_table(frame: pd.DataFrame, pass_: str) -> pd.DataFrame:
+    """At the largest shape: each formulation's time and fraction of the ceiling, side by side per
+    loss and mode, and how much faster each formulation is than ``reference``."""
+    ok = _ok(frame)
+    ok = ok[ok["pass"] == pass_]
+    if ok.empty:
+        return pd.DataFrame()
+    size = ok["batch"] * ok["height"] * ok["width"] * ok["classes"]
+    ok = ok[size == size.max()]
+    index = ["loss", "mode"]
+    median = ok.pivot_table(index=index, columns="formulation", values="median_s", aggfunc="first", sort=False)
+    roofline = ok.pivot_table(
+        index=index, columns="formulation", values="roofline_fraction", aggfunc="first", sort=False
+    )
+    table = pd.DataFrame(index=median.index)
+    for formulation in median.columns:
+        table[f"{formulation} ms"] = median[formulation] * 1e3
+        table[f"{formulation} % ceiling"] = roofline[formulation] * 100
+    for formulation in median.columns:
+        if formulation != "reference" and "reference" in median:
+            table[f"{formulation} x reference"] = median["reference"] / median[formulation]
+    shape = ok.iloc[0]
+    table.attrs["shape"] = (
+        f"batch {shape['batch']}, {shape['height']}x{shape['width']}, C={shape['classes']}, {shape['dtype']}"
+    )
+    return table.reset_index()
+
+
 def failures(frame: pd.DataFrame) -> pd.DataFrame:
     bad = frame[frame["status"] != "ok"]
     return bad[[*KEY_COLUMNS, "status", "error"]].reset_index(drop=True)
@@ -170,6 +198,14 @@ def compare_runs(old: pd.DataFrame, new: pd.DataFrame, threshold: float = 0.10) 
 def _command(args: argparse.Namespace) -> int:
     from segbench import results
 
+    if len(args.results) == 1 and args.formulations:
+        frame = results.load(args.results[0])
+        for pass_ in ("forward", "forward+backward"):
+            table = formulation_table(frame, pass_)
+            if len(table):
+                print(_heading(f"{pass_}, {table.attrs['shape']}: formulations side by side", args.format))
+                print(render(table, args.format))
+        return 0
     if len(args.results) == 1:
         print(summary(results.load(args.results[0]), fmt=args.format))
         return 0
@@ -200,4 +236,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("results", nargs="+", help="run directory, .parquet, .csv or .jsonl (one, or OLD NEW)")
     parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
     parser.add_argument("--threshold", type=float, default=0.10, help="relative change to flag (default 0.10)")
+    parser.add_argument(
+        "--formulations", action="store_true", help="one run: formulations side by side at the largest shape"
+    )
     parser.set_defaults(handler=_command)

@@ -96,3 +96,16 @@ def test_compare_exit_status(tmp_path, capsys):
     assert main(["compare", str(old), str(new), "--threshold", "-1"]) == 2
     assert "--threshold must be a positive fraction" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_formulations_side_by_side_at_the_largest_shape():
+    from segbench.compare import formulation_table
+
+    ref = rows({"eager": 4e-3, "xla": 2e-3})
+    fused = rows({"eager": 2e-3, "xla": 0.5e-3}).assign(formulation="fused")
+    small = rows({"eager": 1e-3, "xla": 1e-3}).assign(batch=1)  # a smaller shape: left out
+    table = formulation_table(pd.concat([ref, fused, small]), "forward").set_index("mode")
+    assert table.loc["xla", "fused x reference"] == pytest.approx(4.0)
+    assert table.loc["eager", "reference ms"] == pytest.approx(4.0)
+    assert table.loc["xla", "fused % ceiling"] == pytest.approx(50.0)
+    assert "batch 8, 64x64, C=4" in table.attrs["shape"]
