@@ -138,8 +138,12 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def start_slow_run(out: Path, *extra: str) -> subprocess.Popen:
-    args = ["run", "--profile", "tiny", "--mode", "numpy", "--batch", "1,2", "--out", str(out), "--quiet", *extra]
+SLOW_RUN_ARGS = ["run", "--profile", "tiny", "--mode", "numpy", "--batch", "1,2", "--quiet"]
+SLOW_RUN_CELLS = len(TINY.sweep.replace(modes=("numpy",), batches=(1, 2)).cases())
+
+
+def start_slow_run(out: Path) -> subprocess.Popen:
+    args = [*SLOW_RUN_ARGS, "--out", str(out)]
     return subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -162,15 +166,10 @@ def test_kill_mid_sweep_then_resume_loses_nothing(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = results.load(out)
-    assert 3 <= len(before) < len(TINY.sweep.replace(modes=("numpy",), batches=(1, 2)).cases())
-    assert (
-        main(
-            ["run", "--profile", "tiny", "--mode", "numpy", "--batch", "1,2", "--out", str(out), "--resume", "--quiet"]
-        )
-        == 0
-    )
+    assert 3 <= len(before) < SLOW_RUN_CELLS
+    assert main([*SLOW_RUN_ARGS, "--out", str(out), "--resume"]) == 0
     after = results.load(out)
-    assert len(after) == len(TINY.sweep.replace(modes=("numpy",), batches=(1, 2)).cases())
+    assert len(after) == SLOW_RUN_CELLS
     assert not after.duplicated(list(KEY_COLUMNS)).any()
     assert (after["status"] == "ok").all()
     assert after["run_id"].nunique() == 1
