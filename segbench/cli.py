@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "segbench.compare",
     "segbench.report",
     "segbench.check",
+    "segbench.ab",
 )
 
 

@@ -4,20 +4,23 @@ One run: per pass, a row per loss x formulation x shape with eager's time, each 
 over eager and over numpy, the best mode and its fraction of the memory-read ceiling; then compile
 times and the break-even number of calls after which a compiled mode has paid for compiling.
 
-Two runs (OLD NEW): the same cells side by side with NEW/OLD; a change is flagged when it is larger
-than the threshold *and* than the measured noise (the two IQRs added). The exit status is 1 when a
-cell got slower that way, so scripts and CI can use it.
+Two runs (OLD NEW): each cell present in both gets a verdict from its raw samples: slower, faster,
+no change or inconclusive (a statistical test *and* the threshold; see segbench.stats), with the
+ratio NEW/OLD and its interval. The exit status is 1 only when a cell is slower, so scripts and CI
+can use it; for two commits measured in alternation on one machine, see ``segbench ab``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 
 import numpy as np
 import pandas as pd
 
+from segbench import stats
 from segbench.results import KEY_COLUMNS
 
 SHAPE_COLUMNS = ["batch", "resolution", "classes", "dtype"]
@@ -71,6 +74,8 @@ def break_even_calls(compile_s: float, base_compile_s: float, median_s: float, b
     n calls cost ``compile_s + (n - 1) * median_s``; the break-even n is the smallest n where that is
     at most the baseline's. 1 when the mode is never behind; inf when it is never ahead.
     """
+    if any(pd.isna(v) for v in (compile_s, base_compile_s, median_s, base_median_s)):
+        return math.nan  # a mode of this cell did not run (a partial run): nothing to compare
     extra_first_call = compile_s - base_compile_s
     saving_per_call = base_median_s - median_s
     if extra_first_call <= 0:
@@ -181,18 +186,105 @@ def summary(frame: pd.DataFrame, fmt: str = "terminal") -> str:
     return "\n".join(parts)
 
 
-def compare_runs(old: pd.DataFrame, new: pd.DataFrame, threshold: float = 0.10) -> pd.DataFrame:
-    """Cells present in both runs with old/new median, the ratio and a change flag."""
-    if not threshold > 0:
+def _samples(row: pd.Series) -> list[float]:
+    """The raw per-call times of a row (one per round), or its median alone if none were stored."""
+    raw = row.get("raw_times_s")
+    if isinstance(raw, str) and raw.strip():
+        try:
+            values = [float(v) for v in json.loads(raw)]
+        except (ValueError, TypeError):
+            raise ValueError(f"raw_times_s of {cell_label(row)} is not a JSON list of numbers: {raw[:60]!r}") from None
+        if values:
+            return values
+    return [float(row["median_s"])]
+
+
+def cell_label(row: pd.Series | dict) -> str:
+    """A short name for a cell that a person reads at a glance."""
+    return (
+        f"{row['loss']}/{row['formulation']}/{row['mode']}/{row['pass']}/"
+        f"b{row['batch']}/{row['height']}x{row['width']}/c{row['classes']}/{row['dtype']}"
+    )
+
+
+def compare_runs(
+    old: pd.DataFrame, new: pd.DataFrame, threshold: float = stats.DEFAULT_THRESHOLD, alpha: float = stats.DEFAULT_ALPHA
+) -> pd.DataFrame:
+    """Cells present in both runs, each with a verdict from its raw samples (see segbench.stats)."""
+    if not (isinstance(threshold, (int, float)) and threshold > 0):
         raise ValueError(f"--threshold must be a positive fraction (0.1 = 10%), got {threshold}")
-    columns = [*KEY_COLUMNS, "median_s", "iqr_s"]
+    columns = [*KEY_COLUMNS, "median_s", "raw_times_s"]
     joined = _ok(old)[columns].merge(_ok(new)[columns], on=list(KEY_COLUMNS), suffixes=("_old", "_new"))
-    joined["ratio"] = joined["median_s_new"] / joined["median_s_old"]
-    change = (joined["median_s_new"] - joined["median_s_old"]).abs()
-    noise = joined["iqr_s_old"].fillna(0) + joined["iqr_s_new"].fillna(0)
-    significant = (change > threshold * joined["median_s_old"]) & (change > noise)
-    joined["change"] = np.where(significant, np.where(joined["ratio"] > 1, "SLOWER", "faster"), "")
-    return joined.sort_values("ratio", ascending=False).reset_index(drop=True)
+    records = []
+    for _, row in joined.iterrows():
+        old_samples = _samples(row.rename({"raw_times_s_old": "raw_times_s", "median_s_old": "median_s"}))
+        new_samples = _samples(row.rename({"raw_times_s_new": "raw_times_s", "median_s_new": "median_s"}))
+        verdict = stats.decide(old_samples, new_samples, threshold, alpha)
+        records.append(
+            {
+                **{k: row[k] for k in KEY_COLUMNS},
+                "median_s_old": float(np.median(old_samples)),
+                "median_s_new": float(np.median(new_samples)),
+                "ratio": verdict.ratio,
+                "ratio_low": verdict.low,
+                "ratio_high": verdict.high,
+                "p_value": verdict.p_value,
+                "samples": f"{verdict.n_old}/{verdict.n_new}",
+                "verdict": verdict.verdict,
+            }
+        )
+    table = pd.DataFrame(records, columns=[*KEY_COLUMNS, *VERDICT_COLUMNS])
+    return table.sort_values("ratio", ascending=False).reset_index(drop=True)
+
+
+VERDICT_COLUMNS = [
+    "median_s_old",
+    "median_s_new",
+    "ratio",
+    "ratio_low",
+    "ratio_high",
+    "p_value",
+    "samples",
+    "verdict",
+]
+
+
+def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
+    """compare_runs' table as people read it: one label per cell, times in ms, the ratio's interval."""
+    interval = [
+        "n/a" if math.isnan(lo) else f"{lo:.3f}-{hi:.3f}"
+        for lo, hi in zip(table["ratio_low"], table["ratio_high"], strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "cell": [cell_label(row) for _, row in table.iterrows()],
+            "old ms": table["median_s_old"] * 1e3,
+            "new ms": table["median_s_new"] * 1e3,
+            "new/old": table["ratio"],
+            f"{stats.CONFIDENCE:.0%} interval": interval,
+            "p": table["p_value"],
+            "n": table["samples"],
+            "verdict": table["verdict"],
+        }
+    )
+
+
+def verdict_counts(table: pd.DataFrame) -> str:
+    counts = table["verdict"].value_counts()
+    return ", ".join(f"{int(counts.get(v, 0))} {v}" for v in stats.VERDICTS)
+
+
+def print_verdicts(table: pd.DataFrame, fmt: str, threshold: float, alpha: float) -> int:
+    """Print the verdicts and a one-line summary; the exit status: 1 if any cell is slower."""
+    if table.empty:
+        raise ValueError("the two runs have no successful cell in common")
+    print(render(verdict_table(table), fmt))
+    print(
+        f"\n{len(table)} cells compared: {verdict_counts(table)} "
+        f"(threshold {threshold:.0%}, Mann-Whitney U at alpha {alpha:g}, bootstrap interval of the ratio)",
+        file=sys.stderr,
+    )
+    return 1 if (table["verdict"] == stats.SLOWER).any() else 0
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -211,19 +303,23 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if len(args.results) != 2:
         raise ValueError(f"compare takes RESULTS or OLD NEW, got {len(args.results)} paths")
-    table = compare_runs(results.load(args.results[0]), results.load(args.results[1]), args.threshold)
-    if table.empty:
-        raise ValueError("the two runs have no successful cell in common")
-    shown = table.assign(old_ms=table["median_s_old"] * 1e3, new_ms=table["median_s_new"] * 1e3)
-    shown = shown[[*KEY_COLUMNS, "old_ms", "new_ms", "ratio", "change"]]
-    print(render(shown, args.format))
-    slower = int((table["change"] == "SLOWER").sum())
-    faster = int((table["change"] == "faster").sum())
-    print(
-        f"\n{len(table)} cells compared: {slower} slower, {faster} faster beyond {args.threshold:.0%} and the noise",
-        file=sys.stderr,
+    table = compare_runs(results.load(args.results[0]), results.load(args.results[1]), args.threshold, args.alpha)
+    return print_verdicts(table, args.format, args.threshold, args.alpha)
+
+
+def add_verdict_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=stats.DEFAULT_THRESHOLD,
+        help=f"smallest relative change that counts (default {stats.DEFAULT_THRESHOLD})",
     )
-    return 1 if slower else 0
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=stats.DEFAULT_ALPHA,
+        help=f"significance level of the Mann-Whitney U test (default {stats.DEFAULT_ALPHA})",
+    )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -235,7 +331,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("results", nargs="+", help="run directory, .parquet, .csv or .jsonl (one, or OLD NEW)")
     parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
-    parser.add_argument("--threshold", type=float, default=0.10, help="relative change to flag (default 0.10)")
+    add_verdict_options(parser)
     parser.add_argument(
         "--formulations", action="store_true", help="one run: formulations side by side at the largest shape"
     )

@@ -1,16 +1,18 @@
 """``segbench run``: sweep the cases of a profile, time each cell, store one tidy row per cell.
 
-Each cell is measured in this process, in shape order so that inputs are made once per shape.
-A cell that cannot run (out of memory, an XLA compile failure, no GPU) is stored with a status
-and the error's message and the sweep goes on. Before a cell starts, its key is written to
-``current_cell.json``; if the process dies there (e.g. the OOM killer), ``--resume`` retries that
-cell once, and if it dies again records it as ``killed`` and goes on with the next one.
+This process supervises: it schedules the cells (in shape order, so that inputs are made once per
+shape) and writes each result as soon as it arrives. A warm worker process (segbench.worker)
+measures them. A cell that cannot run (an out-of-memory error, an XLA compile failure) is stored
+with a status and the error's message; a cell that kills its worker (a segfault, the OOM killer)
+is stored as ``killed`` with how the worker died, and a fresh worker goes on with the next cell.
+SIGINT and SIGTERM stop the run cleanly: finished cells are kept, ``--resume`` continues.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -37,10 +39,9 @@ from segbench.sweep import (
     parse_resolutions,
 )
 from segbench.timing import measure
+from segbench.worker import RunInterruptedError, Worker, WorkerDiedError, WorkerError, stop_on_signals
 
 DEFAULT_RESULTS = Path("results") / "runs"
-PENDING = "current_cell.json"
-MAX_ATTEMPTS = 2
 ORACLE_MAX_ELEMENTS = 2**25  # beyond this the float64 oracle would need gigabytes: not computed
 INPUT_COPIES_NEEDED = 6  # inputs, the scene's copies and a loss's temporaries, in input-sized arrays
 
@@ -185,14 +186,7 @@ class Runner:
         gb_per_s = moved / timing.median / 1e9
         expected = self.oracle(case, scene)
         return {
-            "compile_s": timing.compile_s,
-            "median_s": timing.median,
-            "iqr_s": timing.iqr,
-            "mean_s": timing.mean,
-            "min_s": timing.min,
-            "rounds": timing.rounds,
-            "calls_per_round": timing.calls_per_round,
-            "raw_times_s": json.dumps([round(t, 12) for t in timing.times]),
+            **timing.columns(),
             "pixels_per_s": case.pixels / timing.median,
             "bytes_moved": moved,
             "gb_per_s": gb_per_s,
@@ -204,9 +198,46 @@ class Runner:
             "loss_value": value,
             "oracle_value": expected,
             "oracle_abs_diff": abs(value - expected) if expected is not None else None,
-            "value": timing.median,
-            "unit": "seconds",
         }
+
+
+class CellSupervisor:
+    """Sends cells to a warm worker process and starts a fresh one when a cell kills it."""
+
+    def __init__(self, device: str, uses_tensorflow: bool, budget: TimerBudget, code: str | None = None):
+        self.device, self.uses_tensorflow, self.budget, self.code = device, uses_tensorflow, budget, code
+        self.worker: Worker | None = None
+
+    def _worker(self) -> Worker:
+        if self.worker is None or self.worker.process.poll() is not None:
+            self.worker = Worker.start(self.code)
+        return self.worker
+
+    def hello(self, profile: str) -> dict[str, Any]:
+        """The device and the run's environment, as the worker sees them."""
+        return self._worker().request(
+            "hello", device=self.device, uses_tensorflow=self.uses_tensorflow, profile=profile
+        )
+
+    def measure(self, case: Case) -> dict[str, Any]:
+        """One results row; a worker that dies gives a row with status ``killed`` saying how."""
+        try:
+            return self._worker().request(
+                "cell",
+                case=case.key(),
+                budget=dataclasses.asdict(self.budget),
+                device=self.device,
+                uses_tensorflow=self.uses_tensorflow,
+            )["row"]
+        except WorkerDiedError as died:
+            self.worker = None
+            return {**case.key(), "benchmark": "segbench run", "status": "killed", "error": str(died)}
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker; ``timeout=0`` kills one that is busy measuring (on an interrupt)."""
+        if self.worker is not None:
+            self.worker.stop(timeout)
+            self.worker = None
 
 
 def run(
@@ -223,86 +254,58 @@ def run(
     cases = sweep.cases()
     if not cases:
         raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
+    devices.parse_spec(device)
     uses_tensorflow = any(MODES[case.mode].backend == "tensorflow" for case in cases)
-    if uses_tensorflow:
-        environment.disable_xla_persistent_cache()
     out_dir = Path(out) if out else None
     if resume and out_dir is None:
         out_dir = latest_run(DEFAULT_RESULTS)
     if out_dir is not None and not resume and (out_dir / "cells.jsonl").exists():
         raise ValueError(f"--out {out_dir} already holds results: add --resume to continue it, or choose another --out")
 
-    target = devices.resolve(device, uses_tensorflow=uses_tensorflow)
-    if out_dir is not None and (out_dir / "run.json").exists():
-        meta = json.loads((out_dir / "run.json").read_text())
-    else:
-        meta = environment.collect(
-            uses_tensorflow=uses_tensorflow, device=target, profile=profile.name, source="segbench run"
-        )
-        out_dir = out_dir or DEFAULT_RESULTS / meta["run_id"]
-    meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}  # per row: numpy is on the CPU
-    writer = ResultWriter(out_dir, meta)
-    attempts = _previous_attempts(writer)
-    done = writer.done_keys()
-    todo = [case for case in cases if _key(case.key()) not in done]
-
-    runner = Runner(target, profile.budget, uses_tensorflow)
-    print(
-        f"segbench run: profile {profile.name}, {len(cases)} cells ({len(cases) - len(todo)} already done), "
-        f"device {target.kind}:{target.index} ({target.name}); results in {out_dir}",
-        file=sys.stderr,
-    )
-    from tqdm import tqdm
-
-    pending = out_dir / PENDING
-    bar = tqdm(todo, unit="cell", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    supervisor = CellSupervisor(device, uses_tensorflow, profile.budget)
     try:
-        for case in bar:
-            bar.set_postfix_str(case.name, refresh=False)
-            _write_pending(pending, case.key(), attempts.get(_key(case.key()), 0) + 1)
-            writer.append({**runner.measure_cell(case), "finished_at": environment.now()})
-            pending.unlink()
-    except KeyboardInterrupt:
-        pending.unlink(missing_ok=True)  # interrupted, not crashed: the cell is simply redone
+        with stop_on_signals():
+            try:
+                hello = supervisor.hello(profile.name)
+            except WorkerError as error:
+                if error.kind == "DeviceUnavailableError":
+                    raise devices.DeviceUnavailableError(error.message) from None
+                raise
+            target = hello["device"]
+            if out_dir is not None and (out_dir / "run.json").exists():
+                meta = json.loads((out_dir / "run.json").read_text())
+            else:
+                meta = hello["meta"]
+                out_dir = out_dir or DEFAULT_RESULTS / meta["run_id"]
+            meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}  # per row: numpy on the CPU
+            writer = ResultWriter(out_dir, meta)
+            done = writer.done_keys()
+            todo = [case for case in cases if _key(case.key()) not in done]
+            print(
+                f"segbench run: profile {profile.name}, {len(cases)} cells ({len(cases) - len(todo)} already done), "
+                f"device {target['kind']}:{target['index']} ({target['name']}); results in {out_dir}",
+                file=sys.stderr,
+            )
+            from tqdm import tqdm
+
+            bar = tqdm(todo, unit="cell", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+            try:
+                for case in bar:
+                    bar.set_postfix_str(case.name, refresh=False)
+                    writer.append({**supervisor.measure(case), "finished_at": environment.now()})
+            finally:
+                bar.close()
+    except RunInterruptedError as stop:
+        supervisor.close(timeout=0)
+        stop.out_dir = out_dir
         raise
     finally:
-        bar.close()
+        supervisor.close()
     return out_dir
 
 
 def _key(key: dict[str, Any]) -> tuple:
     return tuple(key[k] for k in KEY_COLUMNS)
-
-
-def _write_pending(path: Path, key: dict[str, Any], attempt: int) -> None:
-    path.write_text(json.dumps({"cell": key, "attempt": attempt}))
-
-
-def _previous_attempts(writer: ResultWriter) -> dict[tuple, int]:
-    """The cell that was running when the process died, and how often that happened.
-
-    A cell that killed the process (e.g. the OOM killer) is retried once; if it dies again it is
-    recorded with status ``killed`` and skipped, so that ``--resume`` always makes progress.
-    """
-    pending = writer.directory / PENDING
-    if not pending.exists():
-        return {}
-    state = json.loads(pending.read_text())
-    key, attempt = state["cell"], state["attempt"]
-    pending.unlink()
-    if _key(key) in writer.done_keys():
-        return {}
-    if attempt >= MAX_ATTEMPTS:
-        writer.append(
-            {
-                **key,
-                "status": "killed",
-                "error": f"the process died {attempt} times while measuring this cell (out of memory?)",
-                "finished_at": environment.now(),
-            }
-        )
-        return {}
-    return {_key(key): attempt}
 
 
 def latest_run(root: Path) -> Path:
@@ -338,13 +341,14 @@ def _command(args: argparse.Namespace) -> int:
     except devices.DeviceUnavailableError as error:
         print(f"segbench run: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except RunInterruptedError as stop:
+        where = getattr(stop, "out_dir", None) or args.out
         print(
-            "\nsegbench run: interrupted; every finished cell is saved. Continue with: "
-            f"segbench run --resume{' --out ' + str(args.out) if args.out else ''}",
+            f"\nsegbench run: stopped by {stop}; every finished cell is saved. Continue with: "
+            f"segbench run --resume{' --out ' + str(where) if where else ''}",
             file=sys.stderr,
         )
-        return 130
+        return stop.exit_code
     from segbench import compare, results
 
     frame = results.load(out_dir)

@@ -11,15 +11,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segbench.sweep import TimerBudget
+if TYPE_CHECKING:
+    from segbench.sweep import TimerBudget
+
+# This module imports nothing of segbench at run time: segbench.worker loads it by path as the
+# one timer of an A/B comparison, whichever commit's segbench is being measured.
 
 MIN_ROUND_S = 1e-3  # a round shorter than this would be dominated by timer and loop overhead
 
@@ -54,6 +59,21 @@ class Measurement:
     def min(self) -> float:
         return float(np.min(self.times))
 
+    def columns(self) -> dict[str, Any]:
+        """The timing columns of a results row (see segbench.results.SCHEMA)."""
+        return {
+            "compile_s": self.compile_s,
+            "median_s": self.median,
+            "iqr_s": self.iqr,
+            "mean_s": self.mean,
+            "min_s": self.min,
+            "rounds": self.rounds,
+            "calls_per_round": self.calls_per_round,
+            "raw_times_s": json.dumps([round(t, 12) for t in self.times]),
+            "value": self.median,
+            "unit": "seconds",
+        }
+
     def __str__(self) -> str:
         return (
             f"median {self.median * 1e3:.3f} ms, IQR {self.iqr * 1e3:.3f} ms "
@@ -68,7 +88,10 @@ def measure(
     clock: Callable[[], float] = time.perf_counter,
 ) -> Measurement:
     """Time ``call()`` as the module docstring says; ``sync(result)`` blocks until it is done."""
-    budget = budget or TimerBudget()
+    if budget is None:
+        from segbench.sweep import TimerBudget
+
+        budget = TimerBudget()
     start = clock()
     sync(call())
     compile_s = clock() - start
@@ -101,3 +124,37 @@ def measure(
         if total >= budget.min_run_time and len(times) >= budget.min_rounds:
             break
     return Measurement(tuple(times), calls, compile_s, warmup_calls)
+
+
+def time_rounds(
+    call: Callable[[], Any],
+    sync: Callable[[Any], Any],
+    calls: int,
+    rounds: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """Per-call seconds of ``rounds`` rounds of ``calls`` calls each, synced once per round."""
+    times = []
+    for _ in range(rounds):
+        start = clock()
+        for _ in range(calls):
+            result = call()
+        sync(result)
+        times.append((clock() - start) / calls)
+    return times
+
+
+def calls_for(
+    call: Callable[[], Any],
+    sync: Callable[[Any], Any],
+    round_s: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> int:
+    """How many calls make one round last about ``round_s`` (at least MIN_ROUND_S)."""
+    target = max(round_s, MIN_ROUND_S)
+    calls = 1
+    while True:
+        elapsed = time_rounds(call, sync, calls, 1, clock)[0] * calls
+        if elapsed >= target / 2 or calls >= 1_000_000:
+            return max(1, math.ceil(calls * target / max(elapsed, 1e-9)))
+        calls = max(calls * 2, math.ceil(calls * target / 2 / max(elapsed, 1e-9)))

@@ -1,5 +1,7 @@
+import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,33 +71,60 @@ def test_summary_formats():
     assert summary(frame, "csv").splitlines()[0].startswith("pass,loss,formulation")
 
 
-def test_compare_runs_flags_slowdown_beyond_threshold_and_noise():
-    old = rows({"eager": 1.0e-3, "xla": 1.0e-3}, iqr=0.01e-3)
-    new = rows({"eager": 1.5e-3, "xla": 1.05e-3}, iqr=0.01e-3, run_id="b")
+def samples(median: float, spread: float = 0.01, n: int = 15, seed: int = 0) -> str:
+    """n per-call times around ``median`` with a relative spread, as a run stores them."""
+    rng = np.random.default_rng(seed)
+    return json.dumps(list(median * np.exp(spread * rng.standard_normal(n))))
+
+
+def with_samples(frame, spread=0.01, n=15, seed=0):
+    raw = [samples(m, spread, n, seed + i) for i, m in enumerate(frame["median_s"])]
+    return results.conform(frame.assign(raw_times_s=raw))
+
+
+def test_compare_runs_gives_a_verdict_per_cell():
+    old = with_samples(rows({"eager": 1.0e-3, "function": 1.0e-3, "xla": 1.0e-3}))
+    new = with_samples(rows({"eager": 1.5e-3, "function": 1.05e-3, "xla": 0.5e-3}, run_id="b"), seed=10)
     table = compare_runs(old, new, threshold=0.10).set_index("mode")
-    assert table.loc["eager", "change"] == "SLOWER"
-    assert table.loc["eager", "ratio"] == pytest.approx(1.5)
-    assert table.loc["xla", "change"] == ""  # 5 % is within the 10 % threshold
+    assert table.loc["eager", "verdict"] == "slower"
+    assert table.loc["eager", "ratio"] == pytest.approx(1.5, rel=0.02)
+    assert table.loc["eager", "ratio_low"] > 1.1
+    assert table.loc["function", "verdict"] == "no change"  # 5 % is within the 10 % threshold
+    assert table.loc["xla", "verdict"] == "faster"
 
 
-def test_compare_runs_ignores_changes_within_the_noise():
-    old = rows({"eager": 1.0e-3}, iqr=0.4e-3)
-    new = rows({"eager": 1.5e-3}, iqr=0.4e-3, run_id="b")
-    assert compare_runs(old, new, 0.1)["change"].iloc[0] == ""  # 0.5 ms change < 0.8 ms of IQRs
+def test_noise_that_cannot_be_resolved_is_inconclusive_not_slower():
+    old = with_samples(rows({"eager": 1.0e-3}), spread=0.5, n=4)
+    new = with_samples(rows({"eager": 1.3e-3}, run_id="b"), spread=0.5, n=4, seed=7)
+    assert compare_runs(old, new, 0.1)["verdict"].iloc[0] == "inconclusive"
+
+
+def test_rows_without_samples_are_never_slower():
+    old, new = rows({"eager": 1e-3}), rows({"eager": 2e-3}, run_id="b")  # medians only
+    assert compare_runs(old, new)["verdict"].iloc[0] == "inconclusive"
 
 
 def test_compare_exit_status(tmp_path, capsys):
     old, new, same = tmp_path / "old.csv", tmp_path / "new.csv", tmp_path / "same.csv"
-    rows({"eager": 1e-3}).to_csv(old, index=False)
-    rows({"eager": 2e-3}, run_id="b").to_csv(new, index=False)
-    rows({"eager": 1.01e-3}, run_id="c").to_csv(same, index=False)
+    with_samples(rows({"eager": 1e-3})).to_csv(old, index=False)
+    with_samples(rows({"eager": 2e-3}, run_id="b"), seed=3).to_csv(new, index=False)
+    with_samples(rows({"eager": 1.01e-3}, run_id="c"), seed=5).to_csv(same, index=False)
     assert main(["compare", str(old), str(new)]) == 1
-    assert "SLOWER" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "slower" in captured.out and "1 slower" in captured.err
     assert main(["compare", str(old), str(same)]) == 0
     assert main(["compare", str(new), str(old)]) == 0  # faster is not a failure
     assert main(["compare", str(old), str(new), "--threshold", "-1"]) == 2
     assert "--threshold must be a positive fraction" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_a_partial_run_is_summarised_with_missing_modes():
+    frame = rows({"eager": 2e-3, "xla": 1e-3}, compile_s={"eager": 0.1, "xla": 1.0})
+    other_pass = rows({"eager": 2e-3}).assign(**{"pass": "forward+backward"})  # its xla never ran
+    failed = rows({"xla": 1e-3}).assign(**{"pass": "forward+backward", "status": "killed", "error": "signal"})
+    text = summary(results.conform(pd.concat([frame, other_pass, failed], ignore_index=True)))
+    assert "cells that did not run" in text and "killed" in text
 
 
 def test_formulations_side_by_side_at_the_largest_shape():

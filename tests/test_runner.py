@@ -88,15 +88,26 @@ def test_numpy_only_run_does_not_import_tensorflow(tmp_path):
     assert out.stdout.strip() == "False"
 
 
+def plugin(tmp_path: Path, body: str) -> str:
+    """A file that the worker imports before measuring (how a test changes what a worker does)."""
+    path = tmp_path / f"plugin_{abs(hash(body)):x}.py"
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+FAILING_BUILD = """
+from segbench.sweep import Case
+original = Case.build
+def build(self):
+    if self.mode == "function":
+        raise RuntimeError("cannot compile this shape\\nsecond line")
+    return original(self)
+Case.build = build
+"""
+
+
 def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    original = Case.build
-
-    def build(self):
-        if self.mode == "function":
-            raise RuntimeError("cannot compile this shape\nsecond line")
-        return original(self)
-
-    monkeypatch.setattr(Case, "build", build)
+    monkeypatch.setenv("SEGBENCH_PLUGINS", plugin(tmp_path, FAILING_BUILD))
     frame = results.load(run(TINY, small_sweep(), out=tmp_path / "r", progress=False))
     failed = frame[frame["mode"] == "function"]
     assert (failed["status"] == "error").all()
@@ -106,12 +117,37 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
 
 
 def test_out_of_memory_is_a_status(tmp_path, monkeypatch):
+    body = """
+    from segbench.sweep import Case
     def build(self):
         raise MemoryError("Unable to allocate 64.0 GiB")
-
-    monkeypatch.setattr(Case, "build", build)
+    Case.build = build
+    """
+    monkeypatch.setenv("SEGBENCH_PLUGINS", plugin(tmp_path, body))
     frame = results.load(run(TINY, small_sweep(modes=("numpy",)), out=tmp_path / "r", progress=False))
     assert (frame["status"] == "oom").all()
+
+
+KILLING_BUILD = """
+import os, signal
+from segbench.sweep import Case
+original = Case.build
+def build(self):
+    if self.mode == "function" and self.pass_ == "forward":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self)
+Case.build = build
+"""
+
+
+def test_a_cell_that_kills_its_worker_is_recorded_and_a_fresh_worker_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGBENCH_PLUGINS", plugin(tmp_path, KILLING_BUILD))
+    frame = results.load(run(TINY, small_sweep(), out=tmp_path / "r", progress=False))
+    assert len(frame) == 8  # no --resume needed
+    killed = frame[frame["status"] == "killed"]
+    assert list(killed["mode"]) == ["function"] and list(killed["pass"]) == ["forward"]
+    assert "killed by signal SIGKILL" in killed["error"].iloc[0]
+    assert (frame[frame["status"] != "killed"]["status"] == "ok").all()
 
 
 def test_existing_out_needs_resume(tmp_path):
@@ -124,8 +160,8 @@ def test_existing_out_needs_resume(tmp_path):
     assert len(results.load(out)) == len(before)
 
 
-SLOW_RUN = """
-import sys, time
+SLOW_CELLS = """
+import time
 from segbench import runner
 measure_cell = runner.Runner.measure_cell
 def slow(self, case):
@@ -133,8 +169,6 @@ def slow(self, case):
     time.sleep(0.4)
     return row
 runner.Runner.measure_cell = slow
-from segbench.cli import main
-sys.exit(main(sys.argv[1:]))
 """
 
 
@@ -144,7 +178,11 @@ SLOW_RUN_CELLS = len(TINY.sweep.replace(modes=("numpy",), batches=(1, 2)).cases(
 
 def start_slow_run(out: Path) -> subprocess.Popen:
     args = [*SLOW_RUN_ARGS, "--out", str(out)]
-    return subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, "SEGBENCH_PLUGINS": plugin(out.parent, SLOW_CELLS)}
+    code = "import sys; from segbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
 
 
 def wait_for_cells(out: Path, count: int, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -179,28 +217,21 @@ def test_kill_mid_sweep_then_resume_loses_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_run_keeping_finished_cells_and_says_how_to_resume(tmp_path, sig, code):
     out = tmp_path / "interrupted"
     process = start_slow_run(out)
     wait_for_cells(out, 2, process)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert b"Continue with: segbench run --resume" in stderr
-    assert not (out / "current_cell.json").exists()
-    assert len(results.load(out)) >= 2
-
-
-def test_a_cell_that_kills_the_process_twice_is_recorded_and_skipped(tmp_path):
-    sweep = small_sweep(modes=("numpy",), passes=("forward",))
-    out = tmp_path / "r"
-    out.mkdir()
-    victim = sweep.cases()[0].key()
-    (out / "current_cell.json").write_text(json.dumps({"cell": victim, "attempt": 2}))
-    frame = results.load(run(TINY, sweep, out=out, resume=True, progress=False))
-    row = frame[frame["loss"] == victim["loss"]].iloc[0]
-    assert row["status"] == "killed"
-    assert len(frame) == len(sweep.cases())
+    assert process.returncode == code
+    assert f"stopped by {sig.name}".encode() in stderr
+    assert b"Continue with: segbench run --resume --out" in stderr
+    assert b"Traceback" not in stderr
+    frame = results.load(out)
+    assert len(frame) >= 2 and (frame["status"] == "ok").all()  # a signal never marks a cell killed
+    assert main([*SLOW_RUN_ARGS, "--out", str(out), "--resume"]) == 0
+    assert len(results.load(out)) == SLOW_RUN_CELLS
 
 
 def test_device_spec_parsing():

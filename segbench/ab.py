@@ -1,0 +1,244 @@
+"""``segbench ab REF_A REF_B``: two commits measured in alternation on this machine, then verdicts.
+
+Comparing two runs made minutes apart mixes the change with whatever the machine did meanwhile
+(frequency, other load, a neighbour on the host). Here both commits are measured together, as
+pyperf recommends: each is checked out in a temporary git worktree (or given as a directory), a
+warm worker process per side imports that commit's segbench, and for each cell the rounds of A and
+B alternate (A B B A A B ...), with the same number of calls per round and the same timer. Drift
+then falls on both sides alike, and the verdicts (segbench.stats) see only the change.
+
+The results are two ordinary run directories, ``OUT/A`` and ``OUT/B`` (``segbench compare OUT/A
+OUT/B`` gives the same verdicts again), plus ``OUT/verdicts.csv``. Exit status 1 if a cell is slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segbench import compare, environment, stats
+from segbench.results import ResultWriter
+from segbench.sweep import Case, Profile, Sweep
+from segbench.timing import Measurement
+from segbench.worker import RunInterruptedError, Worker, WorkerDiedError, WorkerError, stop_on_signals
+
+DEFAULT_ROUNDS = 20
+DEFAULT_OUT = Path("results") / "ab"
+
+
+@dataclass(frozen=True)
+class CodeUnderTest:
+    """One side of the comparison: a segbench source tree and what it is."""
+
+    label: str  # A or B
+    ref: str  # what the user gave
+    root: Path
+    commit: str | None
+
+
+def _git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ValueError(f"git {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def checkout(ref: str, label: str, repo: Path, scratch: Path) -> Iterator[CodeUnderTest]:
+    """A directory holding ``segbench/`` at ``ref``: the directory itself, or a temporary worktree."""
+    path = Path(ref)
+    if path.is_dir():
+        if not (path / "segbench" / "__init__.py").is_file():
+            raise ValueError(f"{label} ({ref}) is a directory without segbench/__init__.py: not a segbench checkout")
+        commit, _ = environment.git_state(path)
+        yield CodeUnderTest(label, ref, path.resolve(), commit)
+        return
+    commit = _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=repo) if ref else ""
+    if not commit:
+        raise ValueError(f"{label}: {ref!r} is neither a directory nor a commit of the repository at {repo}")
+    tree = scratch / label
+    _git("worktree", "add", "--detach", "--force", str(tree), commit, cwd=repo)
+    try:
+        if not (tree / "segbench" / "sweep.py").is_file():
+            raise ValueError(f"{label} ({ref}) has no segbench package to measure")
+        yield CodeUnderTest(label, ref, tree, commit)
+    finally:
+        with contextlib.suppress(ValueError):
+            _git("worktree", "remove", "--force", str(tree), cwd=repo)
+
+
+class Side:
+    """A warm worker for one side, restarted if a cell kills it."""
+
+    def __init__(self, code: CodeUnderTest, device: str):
+        self.code, self.device = code, device
+        self.worker: Worker | None = None
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self.worker is None or self.worker.process.poll() is not None:
+            self.worker = Worker.start(self.code.root)
+        try:
+            return self.worker.request(op, **fields)
+        except WorkerDiedError:
+            self.worker = None
+            raise
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self.worker is not None:
+            self.worker.stop(timeout)
+            self.worker = None
+
+
+def interleave(
+    sides: tuple[Side, Side], case: Case, rounds: int, round_s: float, device: str
+) -> tuple[list[float], list[float], dict[str, float]]:
+    """Per-call times of A and B for one cell, their rounds alternating A B B A A B ...
+
+    Both sides first build the cell and make its first call (timed as ``first_call_s``); the calls
+    per round are calibrated on A and used for both, so both sides are timed the same way.
+    """
+    key = case.key()
+    first = {side.code.label: side.request("prepare", case=key, device=device)["first_call_s"] for side in sides}
+    calls = sides[0].request("calibrate", case=key, round_s=round_s)["calls"]
+    times: dict[str, list[float]] = {side.code.label: [] for side in sides}
+    for turn in range(rounds):
+        order = sides if turn % 2 == 0 else sides[::-1]
+        for side in order:
+            times[side.code.label] += side.request("rounds", case=key, calls=calls, rounds=1)["times"]
+    return times["A"], times["B"], {**first, "calls": calls}
+
+
+def run_ab(
+    ref_a: str,
+    ref_b: str,
+    profile: Profile,
+    sweep: Sweep,
+    *,
+    out: Path,
+    rounds: int = DEFAULT_ROUNDS,
+    threshold: float = stats.DEFAULT_THRESHOLD,
+    alpha: float = stats.DEFAULT_ALPHA,
+    device: str = "auto",
+    repo: Path | None = None,
+    progress: bool = True,
+) -> Any:
+    """Measure every cell of ``sweep`` on both sides in alternation; returns compare_runs' table."""
+    if not isinstance(rounds, int) or rounds < stats.MIN_SAMPLES:
+        raise ValueError(f"--rounds must be an integer >= {stats.MIN_SAMPLES}, got {rounds!r}")
+    if (out / "A").exists() or (out / "B").exists():
+        raise ValueError(f"--out {out} already holds an A/B comparison: choose another --out")
+    cases = sweep.cases()
+    if not cases:
+        raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
+    repo = repo or Path.cwd()
+    round_s = profile.budget.min_run_time / profile.budget.min_rounds
+    from tqdm import tqdm
+
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segbench-ab-")))
+        codes = [
+            stack.enter_context(checkout(ref, label, repo, scratch)) for ref, label in ((ref_a, "A"), (ref_b, "B"))
+        ]
+        sides = (Side(codes[0], device), Side(codes[1], device))
+        writers: dict[str, ResultWriter] = {}
+        try:
+            with stop_on_signals():
+                for side in sides:
+                    meta = side.request("hello", device=device, profile=profile.name)["meta"]
+                    meta.update(source="segbench ab", git_commit=side.code.commit or meta.get("git_commit"))
+                    meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}
+                    writers[side.code.label] = ResultWriter(out / side.code.label, meta)
+                print(
+                    f"segbench ab: A = {ref_a} ({(codes[0].commit or 'directory')[:10]}), "
+                    f"B = {ref_b} ({(codes[1].commit or 'directory')[:10]}); {len(cases)} cells x {rounds} "
+                    f"rounds per side, alternating; results in {out}",
+                    file=sys.stderr,
+                )
+                for case in tqdm(cases, unit="cell", disable=not progress, dynamic_ncols=True, file=sys.stderr):
+                    for label, row in _measure_pair(sides, case, rounds, round_s, device).items():
+                        writers[label].append({**row, "finished_at": environment.now()})
+        except RunInterruptedError as stop:
+            for side in sides:
+                side.close(timeout=0)
+            stop.out_dir = out
+            raise
+        finally:
+            for side in sides:
+                side.close()
+    table = compare.compare_runs(writers["A"].frame(), writers["B"].frame(), threshold, alpha)
+    table.to_csv(out / "verdicts.csv", index=False)
+    return table
+
+
+def _measure_pair(sides: tuple[Side, Side], case: Case, rounds: int, round_s: float, device: str) -> dict:
+    """The two rows (A, B) of one cell; a failure on either side is recorded on both."""
+    base = {**case.key(), "benchmark": "segbench ab"}
+    try:
+        times_a, times_b, info = interleave(sides, case, rounds, round_s, device)
+    except WorkerDiedError as died:
+        return {s.code.label: {**base, "status": "killed", "error": str(died)} for s in sides}
+    except WorkerError as error:
+        status = "oom" if "ResourceExhausted" in error.kind or error.kind == "MemoryError" else "error"
+        text = f"{error.kind}: {error.message}".splitlines()[0][:500]
+        return {s.code.label: {**base, "status": status, "error": text} for s in sides}
+    rows = {}
+    for label, times in (("A", times_a), ("B", times_b)):
+        timing = Measurement(tuple(times), info["calls"], info[label], 0)
+        rows[label] = {**base, "status": "ok", **timing.columns(), "pixels_per_s": case.pixels / timing.median}
+    return rows
+
+
+def _command(args: argparse.Namespace) -> int:
+    from segbench.runner import sweep_from_args
+
+    profile, sweep = sweep_from_args(args)
+    out = Path(args.out) if args.out else DEFAULT_OUT / environment.new_run_id()
+    try:
+        table = run_ab(
+            args.ref_a,
+            args.ref_b,
+            profile,
+            sweep,
+            out=out,
+            rounds=args.rounds,
+            threshold=args.threshold,
+            alpha=args.alpha,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    except RunInterruptedError as stop:
+        print(f"\nsegbench ab: stopped by {stop}; the cells measured so far are in {out}", file=sys.stderr)
+        return stop.exit_code
+    status = compare.print_verdicts(table, args.format, args.threshold, args.alpha)
+    print(f"A/B results in {out}/ (A/, B/, verdicts.csv)", file=sys.stderr)
+    return status
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from segbench.runner import add_grid_options
+
+    parser = commands.add_parser(
+        "ab",
+        help="measure two commits (or source trees) in alternation and give per-cell verdicts (exit 1 if slower)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("ref_a", metavar="REF_A", help="the baseline: a commit (HEAD~1, a tag, a hash) or a directory")
+    parser.add_argument("ref_b", metavar="REF_B", help="the candidate: a commit or a directory")
+    add_grid_options(parser)
+    parser.add_argument(
+        "--rounds", type=int, default=DEFAULT_ROUNDS, help=f"timed rounds per side and cell (default {DEFAULT_ROUNDS})"
+    )
+    compare.add_verdict_options(parser)
+    parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu, gpu or gpu:N")
+    parser.add_argument("--out", help="output directory (default: results/ab/<run id>)")
+    parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_command)

@@ -1,0 +1,310 @@
+"""Warm worker processes that measure cells, and the supervisor's handle on them.
+
+One design serves ``segbench run`` (cell isolation), ``segbench ab`` (two commits measured in
+alternation) and shards: the supervising process schedules cells and writes results; a worker is
+a child process that imports TensorFlow once and measures whatever it is sent. A cell that kills
+its worker (a segfault, the out-of-memory killer, a signal) kills only that worker: the
+supervisor records how it died and starts a fresh one.
+
+The worker runs as a script, ``python segbench/worker.py [--code ROOT]``: with ``--code`` the
+package ``segbench`` (the code under test: losses, scenes, the runner) is imported from ROOT, a
+checkout of another commit, while the timer is always this file's sibling ``timing.py``, so that
+both sides of an A/B comparison are measured by the same instrument.
+
+Protocol: one JSON object per line on the worker's stdin (requests) and on a private copy of its
+stdout (replies); anything else the worker or TensorFlow prints goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+PLUGINS_ENV = "SEGBENCH_PLUGINS"
+
+
+class WorkerDiedError(RuntimeError):
+    """The worker process ended while measuring: how it died is in the message."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The supervisor's side.
+
+
+def _cgroup_oom_kills() -> int | None:
+    """The cgroup's count of out-of-memory kills (cgroup v2), to tell an OOM kill from a signal."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/sys/fs/cgroup/memory.events").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    return None
+
+
+def describe_exit(returncode: int | None, oom_kills_before: int | None = None) -> str:
+    """How a worker died, in words: the signal or exit code, and out-of-memory where the system says so."""
+    if returncode is None:
+        return "the worker stopped answering"
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else -returncode
+        text = f"the worker was killed by signal {name}"
+        after = _cgroup_oom_kills()
+        if returncode == -signal.SIGKILL and oom_kills_before is not None and after and after > oom_kills_before:
+            text += " from the out-of-memory killer (cgroup memory.events oom_kill)"
+        return text
+    return f"the worker exited with code {returncode}"
+
+
+class RunInterruptedError(Exception):
+    """SIGINT or SIGTERM reached the supervisor: stop after saving what is measured."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+        self.out_dir: Path | None = None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into :class:`RunInterruptedError` inside the block (main thread only)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterruptedError(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class Worker:
+    """A running worker process and the pipe to it."""
+
+    process: subprocess.Popen
+    code: Path | None
+
+    @classmethod
+    def start(cls, code: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Worker:
+        """Start a worker; ``code`` is the root of a segbench checkout to measure (default: this one)."""
+        args = [sys.executable, "-u", str(HERE / "worker.py")]
+        if code is not None:
+            args += ["--code", str(Path(code).resolve())]
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            text=True,
+            # Its own session: Ctrl-C in a terminal goes to the supervisor, which stops the workers.
+            start_new_session=True,
+        )
+        return cls(process, Path(code) if code else None)
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait for its reply; WorkerDiedError if the process ends meanwhile."""
+        oom_before = _cgroup_oom_kills()
+        try:
+            self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            returncode = self.process.wait()
+            raise WorkerDiedError(describe_exit(returncode, oom_before))
+        reply = json.loads(line)
+        if "exception" in reply:
+            raise WorkerError(reply["exception"], reply.get("kind", ""), reply.get("traceback", ""))
+        return reply
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the worker: it exits when its stdin closes; SIGKILL after ``timeout`` seconds."""
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                self.process.stdin.close()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        with contextlib.suppress(OSError, ValueError):
+            self.process.stdout.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class WorkerError(RuntimeError):
+    """The worker raised while serving a request (it is still alive)."""
+
+    def __init__(self, message: str, kind: str = "", trace: str = ""):
+        super().__init__(f"{kind}: {message}" if kind else message)
+        self.message, self.kind, self.trace = message, kind, trace
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker's side: nothing above is used here, and nothing here runs in the supervisor.
+
+
+def _load_timer() -> Any:
+    """This file's sibling timing.py, loaded by path: the same timer whatever ``--code`` is."""
+    spec = importlib.util.spec_from_file_location("_segbench_harness_timing", HERE / "timing.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the supervisor dies, so no orphan keeps measuring."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class _Server:
+    """Serves requests in the worker process; keeps TensorFlow, the runner and prepared cases warm."""
+
+    def __init__(self, timer: Any):
+        self.timer = timer
+        self.runners: dict[tuple, Any] = {}
+        self.prepared: dict[tuple, Any] = {}
+
+    @staticmethod
+    def _case(key: dict[str, Any]) -> Any:
+        from segbench.sweep import Case
+
+        return Case(
+            int(key["batch"]),
+            int(key["height"]),
+            int(key["width"]),
+            int(key["classes"]),
+            key["dtype"],
+            key["loss"],
+            key["formulation"],
+            key["mode"],
+            key["pass"],
+        )
+
+    def hello(self, device: str = "auto", uses_tensorflow: bool = True, profile: str | None = None) -> dict:
+        """The run's environment and the device, as this worker (the code under test) sees them."""
+        from segbench import device as devices
+        from segbench import environment
+
+        target = devices.resolve(device, uses_tensorflow=uses_tensorflow)
+        meta = environment.collect(
+            uses_tensorflow=uses_tensorflow, device=target, profile=profile, source="segbench run"
+        )
+        return {"meta": meta, "device": {"kind": target.kind, "index": target.index, "name": target.name}}
+
+    def cell(self, case: dict, budget: dict, device: str = "auto", uses_tensorflow: bool = True) -> dict:
+        """Measure one cell completely (time, memory, ceiling, oracle): one results row."""
+        from segbench import runner
+        from segbench.sweep import TimerBudget
+
+        key = (device, uses_tensorflow, tuple(sorted(budget.items())))
+        if key not in self.runners:
+            from segbench import device as devices
+
+            target = devices.resolve(device, uses_tensorflow=uses_tensorflow)
+            self.runners.clear()
+            self.runners[key] = runner.Runner(target, TimerBudget(**budget), uses_tensorflow)
+        return {"row": self.runners[key].measure_cell(self._case(case))}
+
+    def prepare(self, case: dict, device: str = "auto") -> dict:
+        """Build a case and make its first call (timed): the A/B loop then asks for rounds."""
+        import time
+
+        self.prepared.clear()  # one cell at a time: its inputs and compiled function only
+        spec = self._case(case)
+        start = time.perf_counter()
+        prepared = spec.prepare(device)
+        first_call_s = time.perf_counter() - start
+        self.prepared[tuple(sorted(case.items()))] = prepared
+        return {"first_call_s": first_call_s, "value": prepared.first_value}
+
+    def rounds(self, case: dict, calls: int, rounds: int) -> dict:
+        """``rounds`` timed rounds of ``calls`` calls each of a prepared case: per-call seconds."""
+        prepared = self.prepared[tuple(sorted(case.items()))]
+        with prepared.scope():
+            times = self.timer.time_rounds(prepared.run, prepared.sync, calls, rounds)
+        return {"times": times}
+
+    def calibrate(self, case: dict, round_s: float) -> dict:
+        """How many calls make a round of about ``round_s`` seconds for a prepared case."""
+        prepared = self.prepared[tuple(sorted(case.items()))]
+        with prepared.scope():
+            return {"calls": self.timer.calls_for(prepared.run, prepared.sync, round_s)}
+
+
+def _serve(requests: IO[str], replies: IO[str]) -> None:
+    server = _Server(_load_timer())
+    for line in requests:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        op = request.pop("op")
+        try:
+            handler = getattr(server, op) if op in ("hello", "cell", "prepare", "rounds", "calibrate") else None
+            if handler is None:
+                raise ValueError(f"unknown worker request {op!r}")
+            reply = handler(**request)
+        except Exception as error:
+            reply = {"exception": str(error), "kind": type(error).__name__, "traceback": traceback.format_exc()}
+        replies.write(json.dumps(reply, default=_json_default) + "\n")
+        replies.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _load_plugins() -> None:
+    """Modules or files named in $SEGBENCH_PLUGINS (os.pathsep-separated), imported before any cell."""
+    for spec in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
+        from segbench import plugins
+
+        plugins.load(spec)
+
+
+def main(argv: list[str]) -> None:
+    code = Path(argv[argv.index("--code") + 1]) if "--code" in argv else HERE.parent
+    # Script mode put this file's folder first on sys.path; the code under test goes there instead.
+    sys.path[0] = str(code)
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when a worker stops
+    # Replies go to a private copy of stdout; fd 1 then points to stderr, so that a print() in a
+    # loss or TensorFlow's own output cannot corrupt the protocol.
+    replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from segbench import environment
+
+    environment.disable_xla_persistent_cache()
+    _load_plugins()
+    _serve(sys.stdin, replies)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

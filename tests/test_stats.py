@@ -1,0 +1,63 @@
+"""segbench.stats: verdicts from raw samples, a test and a minimum effect."""
+
+import numpy as np
+import pytest
+
+from segbench import stats
+
+
+def draw(median, spread, n, seed):
+    return median * np.exp(spread * np.random.default_rng(seed).standard_normal(n))
+
+
+@pytest.mark.parametrize(
+    ("ratio", "spread", "n", "expected"),
+    [
+        (1.00, 0.02, 20, "no change"),
+        (1.05, 0.02, 20, "no change"),  # real, but below the 10 % threshold
+        (1.20, 0.02, 20, "slower"),
+        (0.80, 0.02, 20, "faster"),
+        (1.20, 0.60, 5, "inconclusive"),  # beyond the threshold, lost in the noise
+    ],
+)
+def test_verdicts(ratio, spread, n, expected):
+    verdict = stats.decide(draw(1e-3, spread, n, 1), draw(1e-3 * ratio, spread, n, 2), threshold=0.1)
+    assert verdict.verdict == expected
+    assert verdict.n_old == verdict.n_new == n
+    if expected in ("slower", "faster"):
+        assert verdict.low <= verdict.ratio <= verdict.high
+        assert verdict.p_value < stats.DEFAULT_ALPHA
+
+
+def test_identical_samples_never_flag_over_many_draws():
+    # an A/A comparison: both sides from one distribution, 1000 times
+    flagged = sum(
+        stats.decide(draw(1e-3, 0.05, 10, 2 * i), draw(1e-3, 0.05, 10, 2 * i + 1)).verdict in ("slower", "faster")
+        for i in range(1000)
+    )
+    assert flagged == 0
+
+
+def test_the_interval_is_seeded():
+    a, b = draw(1e-3, 0.1, 10, 3), draw(1.1e-3, 0.1, 10, 4)
+    assert stats.ratio_interval(a, b) == stats.ratio_interval(a, b)
+
+
+def test_too_few_samples_cannot_be_slower():
+    assert stats.decide([1e-3], [2e-3]).verdict == "inconclusive"
+    assert stats.decide([1e-3, 1e-3], [1.01e-3, 1.0e-3]).verdict == "no change"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kwargs", "message"),
+    [
+        ([], [1.0], {}, "old samples"),
+        ([1.0], [float("nan")], {}, "new samples"),
+        ([1.0], [-1.0], {}, "new samples"),
+        ([1.0], [1.0], {"threshold": 0}, "threshold must be a positive fraction"),
+        ([1.0], [1.0], {"alpha": 2}, "alpha must be in"),
+    ],
+)
+def test_bad_input_names_the_argument(old, new, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        stats.decide(old, new, **kwargs)
