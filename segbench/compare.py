@@ -24,6 +24,8 @@ from segbench import stats
 from segbench.results import KEY_COLUMNS
 
 SHAPE_COLUMNS = ["batch", "resolution", "classes", "dtype"]
+CEILING_SLACK = 1.05
+"""A cell measured above 105 % of the read ceiling means a faster read exists: the ceiling is wrong."""
 
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
@@ -47,6 +49,7 @@ def speedup_table(frame: pd.DataFrame, pass_: str, baseline: str = "eager") -> p
     index = ["loss", "formulation", *SHAPE_COLUMNS]
     median = ok.pivot_table(index=index, columns="mode", values="median_s", aggfunc="first", sort=False)
     roofline = ok.pivot_table(index=index, columns="mode", values="roofline_fraction", aggfunc="first", sort=False)
+    roofline = roofline.where(roofline <= CEILING_SLACK)  # above it the ceiling is wrong: not shown
     modes = [m for m in _modes_in(ok) if m in median]
     table = pd.DataFrame(index=median.index)
     if baseline in median:
@@ -121,6 +124,7 @@ def formulation_table(frame: pd.DataFrame, pass_: str) -> pd.DataFrame:
     roofline = ok.pivot_table(
         index=index, columns="formulation", values="roofline_fraction", aggfunc="first", sort=False
     )
+    roofline = roofline.where(roofline <= CEILING_SLACK)
     table = pd.DataFrame(index=median.index)
     for formulation in median.columns:
         table[f"{formulation} ms"] = median[formulation] * 1e3
@@ -133,6 +137,35 @@ def formulation_table(frame: pd.DataFrame, pass_: str) -> pd.DataFrame:
         f"batch {shape['batch']}, {shape['height']}x{shape['width']}, C={shape['classes']}, {shape['dtype']}"
     )
     return table.reset_index()
+
+
+def ceiling_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per shape: the read ceiling in GB/s, the kernel that set it, and the best fraction reached."""
+    ok = _ok(frame).dropna(subset=["ceiling_gb_per_s"])
+    if ok.empty:
+        return pd.DataFrame()
+    grouped = ok.groupby(SHAPE_COLUMNS, sort=False)
+    return grouped.agg(
+        **{
+            "ceiling GB/s": ("ceiling_gb_per_s", "first"),
+            "set by": ("ceiling_method", "first"),
+            "best % of it": ("roofline_fraction", lambda f: 100 * f.max()),
+        }
+    ).reset_index()
+
+
+def ceiling_warning(frame: pd.DataFrame) -> str | None:
+    """A line saying the ceiling is wrong where a cell beat it by more than the slack, else None."""
+    ok = _ok(frame)
+    above = ok[ok["roofline_fraction"] > CEILING_SLACK]
+    if above.empty:
+        return None
+    worst = above.loc[above["roofline_fraction"].idxmax()]
+    return (
+        f"WARNING: {len(above)} cell(s) read their inputs faster than the measured read ceiling "
+        f"(up to {100 * worst['roofline_fraction']:.0f}%, {cell_label(worst)}): the ceiling is wrong, "
+        "so those fractions are not shown"
+    )
 
 
 def failures(frame: pd.DataFrame) -> pd.DataFrame:
@@ -179,6 +212,18 @@ def summary(frame: pd.DataFrame, fmt: str = "terminal") -> str:
         if len(table):
             parts.append(_heading(f"first call (trace + compile), {note}; break-even calls vs eager", fmt))
             parts.append(render(table, fmt))
+        table, note = _constant_columns(ceiling_table(frame))
+        if len(table):
+            parts.append(_heading(f"read ceiling: the fastest read of both inputs found in this run, {note}", fmt))
+            parts.append(render(table, fmt))
+        warning = ceiling_warning(frame)
+        if warning:
+            parts.append("\n" + warning)
+        off = frame[(frame["status"] == "ok") & (frame["within_tolerance"] == False)]  # noqa: E712 (NA-aware)
+        if len(off):
+            parts.append(_heading("cells whose loss is NOT within the tolerance of the float64 oracle", fmt))
+            shown = off.assign(cell=[cell_label(r) for _, r in off.iterrows()])
+            parts.append(render(shown[["cell", "loss_value", "oracle_value", "oracle_abs_diff", "oracle_rtol"]], fmt))
         bad = failures(frame)
         if len(bad):
             parts.append(_heading("cells that did not run", fmt))

@@ -149,9 +149,14 @@ def loss_fn(
 
 
 def _numpy_call(fn: Any, reduction: str) -> Any:
+    from segbench._constants import compute_dtype
     from segbench.validation import as_numpy
 
     def call(y_true: Any, y_pred: Any) -> Any:
-        return fn(as_numpy(y_true), as_numpy(y_pred), reduction)
+        y_true, y_pred = as_numpy(y_true), as_numpy(y_pred)
+        target = compute_dtype(y_pred.dtype.name)
+        if target != y_pred.dtype.name:  # half precision: computed in float32
+            y_true, y_pred = y_true.astype(target), y_pred.astype(target)
+        return fn(y_true, y_pred, reduction)
 
     return call

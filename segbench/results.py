@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 KEY_COLUMNS = ("loss", "formulation", "mode", "pass", "batch", "height", "width", "classes", "dtype")
 """What identifies a cell within a run."""
@@ -81,6 +81,8 @@ SCHEMA: dict[str, str] = {
     "loss_value": "float64",
     "oracle_value": "float64",
     "oracle_abs_diff": "float64",
+    "oracle_rtol": "float64",  # the relative tolerance for this dtype and number of summed pixels
+    "within_tolerance": "boolean",  # |loss - oracle| within it (NA: no oracle at this size)
     "value": "float64",  # the number the source recorded, in ``unit`` (for a timing, median_s)
     "unit": "string",
     "finished_at": "string",

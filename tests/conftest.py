@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import segbench
-from segbench._constants import TOLERANCES
+from segbench._constants import tolerance
 
 ALL_LOSSES = tuple(segbench.LOSSES)
 ALL_MODES = tuple(segbench.MODES)
@@ -21,13 +21,13 @@ def to_numpy(value):
     return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
-def assert_close_to_oracle(value, expected, dtype: str = "float32") -> None:
-    tol = TOLERANCES[dtype]
+def assert_close_to_oracle(value, expected, dtype: str = "float32", terms: int = 1) -> None:
+    tol = tolerance(dtype, terms)
     np.testing.assert_allclose(to_numpy(value).astype(np.float64), expected, rtol=tol["rtol"], atol=tol["atol"])
 
 
 def assert_gradient_close(grad, expected, dtype: str = "float32") -> None:
-    tol = TOLERANCES[dtype]
+    tol = tolerance(dtype)
     scale = max(float(np.abs(expected).max()), np.finfo(np.float64).tiny)
     np.testing.assert_allclose(to_numpy(grad).astype(np.float64), expected, rtol=tol["rtol"], atol=tol["atol"] * scale)
 

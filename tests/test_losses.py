@@ -15,7 +15,7 @@ from conftest import (
 
 import segbench
 from segbench import make_scene, oracle
-from segbench._constants import TOLERANCES
+from segbench._constants import TOLERANCES, compute_dtype, tolerance
 
 SHAPES = [(1, 8, 8, 2), (2, 12, 20, 4), (3, 16, 16, 9), (2, 24, 16, 4)]
 
@@ -69,8 +69,36 @@ def test_other_dtypes_within_their_tolerance(loss, mode, dtype):
     s = make_scene(2, 16, 16, 4, missing=1, dtype=dtype)
     for formulation in ALL_FORMULATIONS:
         value = segbench.loss_fn(loss, mode, formulation=formulation)(s.y_true, s.y_pred)
-        assert to_numpy(value).dtype.name == dtype
+        assert to_numpy(value).dtype.name == compute_dtype(dtype)  # half precision computes in float32
         assert_close_to_oracle(value, oracle.loss_value(loss, s.y_true, s.y_pred), dtype)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+def test_half_precision_gradients_are_finite_and_right(loss, mode, dtype, reduction):
+    if dtype not in segbench.MODES[mode].dtypes:
+        pytest.skip(f"mode {mode} does not support {dtype}")
+    # the example: in float16 itself, 1/p overflowed into 2110 inf/NaN entries
+    s = make_scene(4, 64, 64, 4, missing=2, dtype=dtype)
+    expected = oracle.gradient(loss, s.y_true, s.y_pred, reduction)
+    for formulation in ALL_FORMULATIONS:
+        fn = segbench.loss_fn(loss, mode, formulation=formulation, gradient=True, reduction=reduction)
+        value, grad = fn(s.y_true, s.y_pred)
+        grad = to_numpy(grad)
+        assert np.isfinite(grad).all() and np.isfinite(to_numpy(value)).all()
+        assert_gradient_close(grad, expected, dtype)
+        terms = s.y_true.size // s.y_true.shape[-1]
+        assert_close_to_oracle(value, oracle.loss_value(loss, s.y_true, s.y_pred, reduction), dtype, terms)
+
+
+def test_the_float32_tolerance_grows_with_the_terms_summed():
+    assert tolerance("float32")["rtol"] == TOLERANCES["float32"]["rtol"]
+    small, large = tolerance("float32", 131_072)["rtol"], tolerance("float32", 16 * 512 * 512)["rtol"]
+    assert TOLERANCES["float32"]["rtol"] < small < large < 3e-4
+    assert large > 4.3e-5  # XLA's worst measured difference at that size
+    assert tolerance("float16") == tolerance("float32")  # computed in float32
 
 
 @pytest.mark.parametrize("mode", ["eager", "function", "xla"])
