@@ -15,13 +15,16 @@ TOLERANCES: dict[str, dict[str, float]] = {
 precision computes in float32, see COMPUTE_DTYPES), before any long sum. Gradients are compared
 with ``atol`` scaled by the largest oracle gradient entry (they are ~1/(N*H*W))."""
 
-SUM_ERROR_FACTOR = 2.0
+SUM_ERROR_FACTOR = 4.0
 """A sum of n terms in a dtype with unit roundoff u, added one after the other (XLA's loop on the
-CPU), has a relative error whose standard deviation is about u * sqrt(n / 3): each addition
-rounds the running sum, and the errors add up like a random walk. Measured at batch 16, 512x512
-(n = 4.2e6) in float32: 2.6e-5 to 4.3e-5 against the model's 3.5e-5. A reduction over n terms is
-allowed ``SUM_ERROR_FACTOR * u * sqrt(n)`` (about 3.5 standard deviations) when that is more
-than the dtype's base ``rtol``; numpy's pairwise and Eigen's tree sums stay far inside it."""
+CPU), has a relative error whose standard deviation is about u * sqrt(n / 3) when the rounding
+errors are independent: each addition rounds the running sum and the errors add up like a random
+walk. Measured at batch 16, 512x512 (n = 4.2e6) in float32: 2.6e-5 to 4.3e-5 against the model's
+3.5e-5. Terms that repeat (the edge-case scenes of segbench check, bands of identical values) make
+the errors correlated: XLA's sum over 4096 such terms was 9.1e-6 off, four standard deviations. A
+mean or sum over n terms is therefore allowed ``SUM_ERROR_FACTOR * u * sqrt(n)`` (about seven
+standard deviations) when that is more than the dtype's base ``rtol``. Element-wise results (the
+per-pixel map, the gradient) keep the base tolerance, so a loosened sum hides no broken term."""
 
 
 def tolerance(dtype: str, terms: int = 1) -> dict[str, float]:

@@ -242,9 +242,54 @@ def _numpy_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
+def edge_scene(
+    batch: int = 4, height: int = 32, width: int = 32, classes: int = 4, *, seed: int = 0, dtype: str = "float32"
+) -> Scene:
+    """A scene whose pixels exercise the edges of every loss (for ``segbench check``).
+
+    Built from ``make_scene`` (one missing annotation), then, in image order:
+
+    - image 0 has every object erased from its annotation (all background, objects predicted);
+    - argmax ties: a band of background pixels predicts background and the first absent object
+      class (or class 1) at exactly 0.5 each, another band predicts all classes at 1/C;
+    - probabilities at the edges: pixels whose true class has probability exactly 1 (and 0
+      elsewhere), exactly 0 (all mass on another class), EPSILON and 1 - EPSILON (the clip bounds).
+    """
+    from segbench._constants import EPSILON
+
+    base = make_scene(batch, height, width, classes, missing=min(1, batch - 1), seed=seed, dtype="float64")
+    y_pred = np.array(base.y_pred)
+    labels = np.array(base.labels)
+    annotated = np.argmax(base.y_true, axis=-1)
+    annotated[0] = 0  # every object of image 0 forgotten by the annotator
+    rows = np.arange(height)
+    for n in range(batch):
+        present = set(np.unique(annotated[n]).tolist())
+        absent = [c for c in range(1, classes) if c not in present] or [1]
+        band = rows % 8
+        tie2 = (band[:, None] == 1) & (annotated[n] == 0)
+        y_pred[n][tie2] = 0.0
+        y_pred[n][tie2, 0] = 0.5
+        y_pred[n][tie2, absent[0]] = 0.5
+        y_pred[n][(band[:, None] == 2) & np.ones(width, bool)] = 1.0 / classes
+        true = annotated[n]
+        other = (true + 1) % classes
+        for offset, p_true in ((3, 1.0), (4, 0.0), (5, EPSILON), (6, 1.0 - EPSILON)):
+            mask = (band[:, None] == offset) & np.ones(width, bool)
+            rr, cc = np.nonzero(mask)
+            y_pred[n][rr, cc] = 0.0
+            y_pred[n][rr, cc, true[rr, cc]] = p_true
+            y_pred[n][rr, cc, other[rr, cc]] += 1.0 - p_true
+    np_dtype = _numpy_dtype(dtype)
+    y_true = _one_hot(annotated, classes, np_dtype)
+    y_pred = y_pred.astype(np_dtype)
+    y_pred.flags.writeable = False
+    return Scene(y_true=y_true, y_pred=y_pred, labels=labels, missing=base.missing)
+
+
 @dataclass(frozen=True)
 class Scenario:
-    """A named, seeded input: everything make_scene needs."""
+    """A named, seeded input: everything make_scene (or edge_scene, with ``edges``) needs."""
 
     name: str
     batch: int
@@ -253,9 +298,15 @@ class Scenario:
     classes: int
     missing: int
     seed: int = 0
+    dtype: str = "float32"
+    edges: bool = False
 
     def scene(self) -> Scene:
-        return make_scene(self.batch, self.height, self.width, self.classes, missing=self.missing, seed=self.seed)
+        if self.edges:
+            return edge_scene(self.batch, self.height, self.width, self.classes, seed=self.seed, dtype=self.dtype)
+        return make_scene(
+            self.batch, self.height, self.width, self.classes, missing=self.missing, seed=self.seed, dtype=self.dtype
+        )
 
 
 SEED_SCENARIO = Scenario("seed", batch=8, height=128, width=128, classes=4, missing=2)
@@ -267,5 +318,11 @@ REFERENCE_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("binary_nonsquare", batch=2, height=48, width=80, classes=2, missing=1),
     Scenario("nine_classes", batch=3, height=64, width=64, classes=9, missing=3, seed=1),
     Scenario("sixteen_classes_nonsquare", batch=2, height=96, width=64, classes=16, missing=4, seed=2),
+    Scenario("thirty_two_classes", batch=2, height=48, width=48, classes=32, missing=6, seed=3),
+    *(
+        Scenario(f"edges_{dtype}", batch=4, height=32, width=32, classes=4, missing=1, dtype=dtype, edges=True)
+        for dtype in ("float32", "float64", "float16", "bfloat16")
+    ),
 )
-"""The scenarios whose float64 values are stored in results/reference_values.csv (segbench check)."""
+"""The scenarios whose float64 values are stored in results/reference_values.csv (segbench check):
+the seed's, C from 2 to 32, non-square images, and the edge cases in every dtype."""

@@ -96,7 +96,7 @@ def test_half_precision_gradients_are_finite_and_right(loss, mode, dtype, reduct
 def test_the_float32_tolerance_grows_with_the_terms_summed():
     assert tolerance("float32")["rtol"] == TOLERANCES["float32"]["rtol"]
     small, large = tolerance("float32", 131_072)["rtol"], tolerance("float32", 16 * 512 * 512)["rtol"]
-    assert TOLERANCES["float32"]["rtol"] < small < large < 3e-4
+    assert TOLERANCES["float32"]["rtol"] < small < large < 6e-4
     assert large > 4.3e-5  # XLA's worst measured difference at that size
     assert tolerance("float16") == tolerance("float32")  # computed in float32
 
