@@ -154,7 +154,7 @@ def run_ab(
                     meta = side.request("hello", device=device, profile=profile.name)["meta"]
                     meta.update(source="segbench ab", git_commit=side.code.commit or meta.get("git_commit"))
                     meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}
-                    writers[side.code.label] = ResultWriter(out / side.code.label, meta)
+                    writers[side.code.label] = stack.enter_context(ResultWriter(out / side.code.label, meta))
                 print(
                     f"segbench ab: A = {ref_a} ({(codes[0].commit or 'directory')[:10]}), "
                     f"B = {ref_b} ({(codes[1].commit or 'directory')[:10]}); {len(cases)} cells x {rounds} "

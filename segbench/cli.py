@@ -39,13 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_runtime_errors() -> tuple[type[Exception], ...]:
+    """Failures a user can act on, reported in one line (other errors keep their traceback)."""
+    from segbench.device import DeviceUnavailableError
+    from segbench.results import RunLockedError
+    from segbench.worker import WorkerDiedError, WorkerError
+
+    return (DeviceUnavailableError, RunLockedError, WorkerDiedError, WorkerError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command starts: nothing was measured yet
+        print("segbench: interrupted", file=sys.stderr)
+        return 130
+    command = f"segbench {args.command}"
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        # Bad input: a clear message naming the argument, not a traceback.
-        print(f"segbench {args.command}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\n{command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:
+        # The file system said no (read-only, not a directory, no space left...): name the path.
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"{command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, *_expected_runtime_errors()) as error:
+        # Bad input, a locked run directory, a worker that could not start: one clear line.
+        print(f"{command}: error: {error}", file=sys.stderr)
         return 2
 
 

@@ -132,6 +132,12 @@ def loss_fn(
     the loss (a scalar, or the (N, H, W) map with ``reduction="none"``); with ``gradient=True`` it
     returns ``(loss, d loss / d y_pred)``. ``validate=False`` skips input checks, as timed code should.
     """
+    for name, value in (("loss", loss), ("mode", mode), ("formulation", formulation), ("reduction", reduction)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__} {value!r}")
+    for name, value in (("gradient", gradient), ("validate", validate)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     get_loss(loss)
     get_formulation(formulation)
     spec = get_mode(mode)

@@ -5,10 +5,10 @@ column is added, removed or changes meaning, and :func:`load` refuses tables of 
 Tables from ``segbench run``, asv (:func:`from_asv`) and pytest-benchmark
 (:func:`from_pytest_benchmark`) share it, so they concatenate.
 
-A run directory holds ``cells.jsonl`` (the journal: one JSON line per finished cell, flushed and
-fsynced before the next cell starts, so Ctrl-C, a crash or the OOM killer lose nothing already
-measured), ``results.parquet`` and ``results.csv`` (rewritten after every cell), and ``run.json``
-(the run's environment).
+A run directory holds ``cells.jsonl`` (the journal and the source of truth: one JSON line per
+finished cell, flushed and fsynced before the next cell starts, so Ctrl-C, a crash or the OOM
+killer lose nothing already measured), ``results.parquet`` and ``results.csv`` (written whole when
+the run ends or stops), and ``run.json`` (the run's environment).
 """
 
 from __future__ import annotations
@@ -123,18 +123,44 @@ def _check_version(frame: pd.DataFrame, origin: str) -> None:
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
-    """The rows of a journal; a last line cut short by a crash is ignored."""
+    """The rows of a journal. A last line cut short (a crash or a full disk while writing it) is
+    ignored; a line that is not JSON anywhere else means the file is damaged: a ValueError says where."""
     rows = []
     if not path.exists():
         return rows
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a segbench journal: not UTF-8 text ({error.reason})") from None
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line the process was killed while writing
+            if number == len(lines):  # no newline after it: the write was torn
+                continue
+            raise ValueError(f"{path}, line {number}: not a JSON row (the journal is damaged)") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}, line {number}: a row must be a JSON object, got {type(row).__name__}")
+        rows.append(row)
     return rows
+
+
+def _check_frame(frame: pd.DataFrame, origin: str) -> None:
+    """A results table needs its key columns and status; numbers must be numbers."""
+    needed = [*KEY_COLUMNS, "status"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{origin} is not a segbench results table: it lacks the columns {', '.join(missing)}")
+    for column, dtype in SCHEMA.items():
+        if column in frame and (dtype == "float64" or dtype == "Int64"):
+            values = frame[column]
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = values[numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")]
+            if len(bad):
+                raise ValueError(f"{origin}: column {column} holds text where numbers belong, e.g. {bad.iloc[0]!r}")
 
 
 def _load_one(path: Path) -> pd.DataFrame:
@@ -142,7 +168,7 @@ def _load_one(path: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"no results at {path}")
     if path.is_dir():
         journal = path / JOURNAL
-        if journal.exists():  # the journal is the truth; the tables may lag it by one cell
+        if journal.exists():  # the journal is the truth; the tables are written when a run ends
             frame = pd.DataFrame(read_journal(journal))
         elif (path / PARQUET).exists():
             frame = pd.read_parquet(path / PARQUET)
@@ -158,7 +184,10 @@ def _load_one(path: Path) -> pd.DataFrame:
         frame = pd.DataFrame(read_journal(path))
     else:
         raise ValueError(f"cannot read results from {path}: expected a run directory, .parquet, .csv or .jsonl")
+    if frame.empty:
+        return empty()
     _check_version(frame, str(path))
+    _check_frame(frame, str(path))
     return conform(frame)
 
 
@@ -176,20 +205,34 @@ def load(*paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> p
     return conform(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else frames[0]
 
 
+class RunLockedError(RuntimeError):
+    """Another process is writing the run directory."""
+
+
 class ResultWriter:
-    """Appends finished cells to a run directory so that nothing measured is ever lost."""
+    """Appends finished cells to a run directory so that nothing measured is ever lost.
+
+    The journal (``cells.jsonl``) is append-only and each row is flushed and fsynced before the
+    next cell starts; a line torn by a crash is cut off when the writer opens the file again.
+    ``run.json`` and the tables are written whole to a temporary file and renamed into place, and
+    the tables only once, by :meth:`close`. While the writer is open it holds a lock on the
+    directory: a second writer fails with :class:`RunLockedError`.
+    """
 
     def __init__(self, directory: str | os.PathLike[str], meta: Mapping[str, Any]):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.directory)
         self.meta = dict(meta)
-        self.rows: list[dict[str, Any]] = read_journal(self.directory / JOURNAL)
+        journal = self.directory / JOURNAL
+        _cut_torn_line(journal)
+        self.rows: list[dict[str, Any]] = read_journal(journal)
         if not (self.directory / RUN_META).exists():
             _atomic_write_text(self.directory / RUN_META, json.dumps(self.meta, indent=2, sort_keys=True))
 
     def done_keys(self) -> set[tuple]:
         """Keys of cells already in the journal (for --resume)."""
-        return {tuple(row[k] for k in KEY_COLUMNS) for row in self.rows}
+        return {tuple(row.get(k) for k in KEY_COLUMNS) for row in self.rows}
 
     def append(self, row: Mapping[str, Any]) -> None:
         full = {"schema_version": SCHEMA_VERSION, **self.meta, **row}
@@ -198,12 +241,12 @@ class ResultWriter:
             journal.flush()
             os.fsync(journal.fileno())
         self.rows.append(full)
-        self.write_tables()
 
     def frame(self) -> pd.DataFrame:
         return conform(pd.DataFrame(self.rows)) if self.rows else empty()
 
     def write_tables(self) -> None:
+        """results.parquet and results.csv from the journal, each replaced atomically."""
         frame = self.frame()
         tmp = self.directory / (PARQUET + ".tmp")
         frame.to_parquet(tmp, index=False)
@@ -211,6 +254,57 @@ class ResultWriter:
         tmp = self.directory / (CSV + ".tmp")
         frame.to_csv(tmp, index=False)
         os.replace(tmp, self.directory / CSV)
+
+    def close(self) -> None:
+        """Write the tables and release the lock (also after an interrupted run)."""
+        try:
+            if self.rows:
+                self.write_tables()
+        finally:
+            self._lock.close()
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+LOCK = ".lock"
+
+
+def _lock(directory: Path) -> Any:
+    """An exclusive, non-blocking lock on ``directory/.lock``, held while the file stays open."""
+    import fcntl
+
+    handle = open(directory / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 (held until close)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunLockedError(f"{directory} is being written by another segbench run ({holder}); wait for it") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def _cut_torn_line(journal: Path) -> None:
+    """Remove an unfinished last line (no newline after it), so the next row starts a line of its own."""
+    if not journal.exists() or journal.stat().st_size == 0:
+        return
+    with open(journal, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        content = handle.read()
+        handle.truncate(content.rfind(b"\n") + 1)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

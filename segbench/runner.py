@@ -242,9 +242,12 @@ class CellSupervisor:
 
     def hello(self, profile: str) -> dict[str, Any]:
         """The device and the run's environment, as the worker sees them."""
-        return self._worker().request(
-            "hello", device=self.device, uses_tensorflow=self.uses_tensorflow, profile=profile
-        )
+        try:
+            return self._worker().request(
+                "hello", device=self.device, uses_tensorflow=self.uses_tensorflow, profile=profile
+            )
+        except WorkerDiedError as died:
+            raise WorkerDiedError(f"the measuring worker could not start: {died} (its messages are above)") from None
 
     def measure(self, case: Case) -> dict[str, Any]:
         """One results row; a worker that dies gives a row with status ``killed`` saying how."""
@@ -291,7 +294,7 @@ def run(
 
     supervisor = CellSupervisor(device, uses_tensorflow, profile.budget)
     try:
-        with stop_on_signals():
+        with stop_on_signals(), contextlib.ExitStack() as stack:
             try:
                 hello = supervisor.hello(profile.name)
             except WorkerError as error:
@@ -305,7 +308,7 @@ def run(
                 meta = hello["meta"]
                 out_dir = out_dir or DEFAULT_RESULTS / meta["run_id"]
             meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}  # per row: numpy on the CPU
-            writer = ResultWriter(out_dir, meta)
+            writer = stack.enter_context(ResultWriter(out_dir, meta))
             done = writer.done_keys()
             todo = [case for case in cases if _key(case.key()) not in done]
             print(
@@ -343,18 +346,36 @@ def latest_run(root: Path) -> Path:
 
 
 def sweep_from_args(args: argparse.Namespace) -> tuple[Profile, Sweep]:
+    """The profile and the sweep the grid options ask for; a bad value is a ValueError naming its option."""
     profile = get_profile(args.profile)
-    changes = {
-        "losses": parse_names(args.loss) if args.loss else None,
-        "formulations": parse_names(args.formulation) if args.formulation else None,
-        "modes": parse_names(args.mode) if args.mode else None,
-        "passes": parse_names(args.passes) if args.passes else None,
-        "batches": parse_ints("batch", args.batch) if args.batch else None,
-        "resolutions": parse_resolutions(args.res) if args.res else None,
-        "classes": parse_ints("classes", args.classes) if args.classes else None,
-        "dtypes": parse_names(args.dtype) if args.dtype else None,
+    options = {  # sweep field: (option, parser)
+        "losses": ("loss", parse_names),
+        "formulations": ("formulation", parse_names),
+        "modes": ("mode", parse_names),
+        "passes": ("pass", parse_names),
+        "batches": ("batch", parse_ints),
+        "resolutions": ("res", lambda _, text: parse_resolutions(text)),
+        "classes": ("classes", parse_ints),
+        "dtypes": ("dtype", parse_names),
     }
+    changes = {}
+    for field, (option, parse) in options.items():
+        text = getattr(args, "passes" if option == "pass" else option)
+        if text is not None:
+            values = parse(option, text)
+            _no_repeats(option, values)
+            try:
+                profile.sweep.replace(**{field: values})  # validated one option at a time, to name it
+            except ValueError as error:
+                raise ValueError(f"--{option}: {error}") from None
+            changes[field] = values
     return profile, profile.sweep.replace(**changes)
+
+
+def _no_repeats(option: str, values: tuple) -> None:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"--{option} lists {', '.join(repeated)} more than once: each cell is measured once")
 
 
 def _command(args: argparse.Namespace) -> int:

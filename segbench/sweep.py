@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +139,9 @@ def _as_tuple(name: str, values: Iterable[Any], allowed: Sequence[Any] | None = 
     values = tuple(values)
     if not values:
         raise ValueError(f"{name} must not be empty")
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{name} lists {', '.join(repeated)} more than once: each cell is measured once")
     if allowed is not None:
         for value in values:
             if value not in allowed:
@@ -159,11 +163,11 @@ class Sweep:
     dtypes: tuple[str, ...] = ("float32",)
 
     def __post_init__(self) -> None:
-        for loss in self.losses:
+        for loss in _as_tuple("loss", self.losses):
             get_loss(loss)
-        for formulation in self.formulations:
+        for formulation in _as_tuple("formulation", self.formulations):
             get_formulation(formulation)
-        for mode in self.modes:
+        for mode in _as_tuple("mode", self.modes):
             get_mode(mode)
         _as_tuple("pass", self.passes, PASSES)
         _as_tuple("dtype", self.dtypes, DTYPES)
@@ -219,20 +223,20 @@ PROFILES: dict[str, Profile] = {
             "tiny",
             "smoke test of the machinery (tests, CI): one small shape, every loss/formulation/mode/pass",
             Sweep(batches=(2,), resolutions=((32, 32),)),
-            TimerBudget(min_run_time=0.01, min_rounds=3, max_rounds=20, warmup_time=0.0),
+            TimerBudget(min_run_time=0.02, min_rounds=5, max_rounds=20, warmup_time=0.0),
         ),
         Profile(
             "quick",
             "seconds to a minute on a 2-core CPU",
             Sweep(batches=(1, 8), resolutions=((64, 64),)),
-            TimerBudget(min_run_time=0.05, min_rounds=5, max_rounds=50, warmup_time=0.01),
+            TimerBudget(min_run_time=0.15, min_rounds=15, max_rounds=60, warmup_time=0.03),
         ),
         Profile(
             "default",
             "the README's main command: a few minutes on a 2-core CPU; its largest shape (batch 16, 512x512)"
             " is where the fast formulations' targets are measured",
             Sweep(batches=(1, 16), resolutions=((128, 128), (512, 512))),
-            TimerBudget(min_run_time=0.2, min_rounds=5, max_rounds=100, warmup_time=0.05),
+            TimerBudget(min_run_time=0.3, min_rounds=15, max_rounds=100, warmup_time=0.1),
         ),
         Profile(
             "full",
@@ -243,7 +247,7 @@ PROFILES: dict[str, Profile] = {
                 classes=(4, 16, 32),
                 dtypes=("float32", "float16", "bfloat16"),
             ),
-            TimerBudget(min_run_time=1.0, min_rounds=7, max_rounds=1000, warmup_time=0.2),
+            TimerBudget(min_run_time=1.0, min_rounds=20, max_rounds=1000, warmup_time=0.2),
         ),
     )
 }
@@ -259,23 +263,27 @@ def get_profile(name: str | None = None) -> Profile:
 
 def parse_ints(name: str, text: str) -> tuple[int, ...]:
     """'1,8,32' -> (1, 8, 32), with an error naming the option."""
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"--{name} takes comma-separated integers, got {text!r}") from None
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(re.fullmatch(r"\d+", part) for part in parts):
+        raise ValueError(f"--{name} takes comma-separated integers, got {text!r}")
+    return tuple(int(part) for part in parts)
 
 
 def parse_resolutions(text: str) -> tuple[tuple[int, int], ...]:
     """'128,256,512x1024' -> ((128, 128), (256, 256), (512, 1024)): HxW, or one number for square."""
     out = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
-        try:
-            h, _, w = part.partition("x")
-            out.append((int(h), int(w or h)))
-        except ValueError:
-            raise ValueError(f"--res takes comma-separated N or HxW, got {part!r} in {text!r}") from None
+        match = re.fullmatch(r"(\d+)(?:x(\d+))?", part)
+        if not match:
+            raise ValueError(f"--res takes comma-separated N or HxW, got {part!r} in {text!r}")
+        height = int(match.group(1))
+        out.append((height, int(match.group(2)) if match.group(2) else height))
     return tuple(out)
 
 
-def parse_names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+def parse_names(name: str, text: str) -> tuple[str, ...]:
+    """'eager, xla' -> ('eager', 'xla'), with an error naming the option if nothing is given."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise ValueError(f"--{name} takes comma-separated names, got {text!r}")
+    return names

@@ -25,9 +25,10 @@ def cell(**overrides):
 
 
 def test_writer_journal_and_tables_agree(tmp_path):
-    writer = ResultWriter(tmp_path / "run", {"run_id": "r1", "source": "test"})
-    writer.append(cell())
-    writer.append(cell(mode="eager", status="error", error="boom"))
+    with ResultWriter(tmp_path / "run", {"run_id": "r1", "source": "test"}) as writer:
+        writer.append(cell())
+        writer.append(cell(mode="eager", status="error", error="boom"))
+        assert not (tmp_path / "run" / "results.parquet").exists()  # tables are written once, at the end
     frame = results.load(tmp_path / "run")
     assert list(frame.columns) == list(SCHEMA)
     assert len(frame) == 2 and (frame["schema_version"] == SCHEMA_VERSION).all()
@@ -38,18 +39,55 @@ def test_writer_journal_and_tables_agree(tmp_path):
     }
 
 
-def test_a_line_cut_short_by_a_crash_is_ignored(tmp_path):
-    writer = ResultWriter(tmp_path, {"run_id": "r1"})
-    writer.append(cell())
+def test_a_line_cut_short_by_a_crash_is_ignored_and_the_next_row_is_whole(tmp_path):
+    with ResultWriter(tmp_path, {"run_id": "r1"}) as writer:
+        writer.append(cell())
     with open(tmp_path / "cells.jsonl", "a") as journal:
-        journal.write('{"loss": "categorical_cross')
+        journal.write('{"loss": "categorical_cross')  # a full disk tears the last line
     assert len(results.load(tmp_path)) == 1
-    assert len(ResultWriter(tmp_path, {"run_id": "r1"}).rows) == 1
+    with ResultWriter(tmp_path, {"run_id": "r1"}) as resumed:
+        assert len(resumed.rows) == 1
+        resumed.append(cell(mode="eager"))
+    assert list(results.load(tmp_path)["mode"]) == ["numpy", "eager"]
+    assert len(pd.read_parquet(tmp_path / "results.parquet")) == 2
+
+
+def test_a_run_directory_is_locked_while_written(tmp_path):
+    message = f"{tmp_path} is being written by another segbench run"
+    with ResultWriter(tmp_path, {"run_id": "r1"}), pytest.raises(results.RunLockedError, match=message):
+        ResultWriter(tmp_path, {"run_id": "r2"})
+    ResultWriter(tmp_path, {"run_id": "r1"}).close()  # free again
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("loss,mode\nx,numpy\n", "lacks the columns formulation, pass"),
+        (None, "column median_s holds text where numbers belong"),
+    ],
+)
+def test_bad_result_files_name_the_file_and_the_problem(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    if text is None:
+        pd.DataFrame([cell(median_s="fast")]).to_csv(path, index=False)
+    else:
+        path.write_text(text)
+    with pytest.raises(ValueError, match=message) as raised:
+        results.load(path)
+    assert str(path) in str(raised.value)
+
+
+def test_a_damaged_journal_line_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "cells.jsonl"
+    path.write_text(json.dumps(cell()) + "\ngarbage\n" + json.dumps(cell(mode="eager")) + "\n")
+    with pytest.raises(ValueError, match="line 2: not a JSON row"):
+        results.load(path)
 
 
 def test_runs_concatenate(tmp_path):
     for run_id in ("a", "b"):
-        ResultWriter(tmp_path / run_id, {"run_id": run_id}).append(cell())
+        with ResultWriter(tmp_path / run_id, {"run_id": run_id}) as writer:
+            writer.append(cell())
     frame = results.load(tmp_path / "a", tmp_path / "b")
     assert list(frame["run_id"]) == ["a", "b"]
     assert list(frame.columns) == list(SCHEMA)
