@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "segbench.report",
     "segbench.check",
     "segbench.ab",
+    "segbench.merge",
 )
 
 

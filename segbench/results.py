@@ -32,6 +32,7 @@ SCHEMA: dict[str, str] = {
     "source": "string",  # segbench run | asv | pytest-benchmark
     "run_id": "string",
     "profile": "string",
+    "shard": "string",  # K/N when the run measured one part of its sweep (segbench run --shard)
     "started_at": "string",  # ISO 8601, UTC
     "host": "string",
     "git_commit": "string",
@@ -228,7 +229,7 @@ class ResultWriter:
         _cut_torn_line(journal)
         self.rows: list[dict[str, Any]] = read_journal(journal)
         if not (self.directory / RUN_META).exists():
-            _atomic_write_text(self.directory / RUN_META, json.dumps(self.meta, indent=2, sort_keys=True))
+            atomic_write_text(self.directory / RUN_META, json.dumps(self.meta, indent=2, sort_keys=True))
 
     def done_keys(self) -> set[tuple]:
         """Keys of cells already in the journal (for --resume)."""
@@ -307,7 +308,7 @@ def _cut_torn_line(journal: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

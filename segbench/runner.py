@@ -25,7 +25,7 @@ import numpy as np
 
 from segbench import device as devices
 from segbench import environment
-from segbench._constants import tolerance
+from segbench._constants import compute_dtype, tolerance
 from segbench.registry import MODES
 from segbench.results import KEY_COLUMNS, ResultWriter
 from segbench.sweep import (
@@ -38,13 +38,45 @@ from segbench.sweep import (
     parse_ints,
     parse_names,
     parse_resolutions,
+    parse_shard,
+    shard_cases,
 )
 from segbench.timing import measure
 from segbench.worker import RunInterruptedError, Worker, WorkerDiedError, WorkerError, stop_on_signals
 
 DEFAULT_RESULTS = Path("results") / "runs"
 ORACLE_MAX_ELEMENTS = 2**25  # beyond this the float64 oracle would need gigabytes: not computed
-INPUT_COPIES_NEEDED = 6  # inputs, the scene's copies and a loss's temporaries, in input-sized arrays
+# Peak memory of one call beyond its inputs, in input-sized arrays (one input: N*H*W*C in the
+# compute dtype), the largest over losses and formulations, measured by `segbench run` (the
+# peak_mem_bytes column: TensorFlow's allocator peak, tracemalloc for numpy) at batch 16, 512x512,
+# C=4, float32, in results/published/default-cpu, rounded up.
+PEAK_INPUTS = {
+    ("numpy", "forward"): 2.5,
+    ("numpy", "forward+backward"): 4.0,
+    ("eager", "forward"): 3.5,
+    ("eager", "forward+backward"): 10.0,
+    ("function", "forward"): 2.5,
+    ("function", "forward+backward"): 6.0,
+    ("xla", "forward"): 1.0,
+    ("xla", "forward+backward"): 5.0,
+}
+ORACLE_PEAK_INPUTS = 7.5  # the float64 oracle's peak in float32 inputs (tracemalloc: 7.25 for every loss)
+UNKNOWN_MODE_PEAK_INPUTS = 10.0  # a mode measured nowhere yet: the largest factor above
+
+
+def memory_needed(case: Case) -> int:
+    """Host bytes a cell needs at its peak: the scene (y_true, y_pred), their copies on the device
+    for TensorFlow, and the larger of the loss's peak and the oracle's (they do not overlap)."""
+    from segbench.scenes import _numpy_dtype
+
+    itemsize = _numpy_dtype(case.dtype).itemsize
+    one_input = case.pixels * case.classes * itemsize
+    compute_input = case.pixels * case.classes * np.dtype(compute_dtype(case.dtype)).itemsize
+    resident = 2 * one_input * (2 if MODES[case.mode].backend == "tensorflow" else 1)
+    loss_peak = PEAK_INPUTS.get((case.mode, case.pass_), UNKNOWN_MODE_PEAK_INPUTS) * compute_input
+    elements = case.pixels * case.classes
+    oracle_peak = ORACLE_PEAK_INPUTS * elements * 4 if elements <= ORACLE_MAX_ELEMENTS else 0  # float32 inputs
+    return int(resident + max(loss_peak, oracle_peak))
 
 
 @dataclass(frozen=True)
@@ -184,7 +216,7 @@ class Runner:
             "device_name": device.name,
         }
         available = _host_memory_available()
-        needed = INPUT_COPIES_NEEDED * case.pixels * case.classes * np.dtype("float32").itemsize
+        needed = memory_needed(case)
         if available is not None and needed > available:
             return {
                 **row,
@@ -278,10 +310,12 @@ def run(
     out: str | os.PathLike[str] | None = None,
     resume: bool = False,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> Path:
-    """Run the sweep into the directory ``out`` and return it; see the module docstring."""
+    """Run the sweep (or its ``shard`` K of N) into the directory ``out`` and return it; see the
+    module docstring."""
     sweep = sweep or profile.sweep
-    cases = sweep.cases()
+    cases = shard_cases(sweep.cases(), shard)
     if not cases:
         raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
     devices.parse_spec(device)
@@ -305,7 +339,7 @@ def run(
             if out_dir is not None and (out_dir / "run.json").exists():
                 meta = json.loads((out_dir / "run.json").read_text())
             else:
-                meta = hello["meta"]
+                meta = {**hello["meta"], "shard": f"{shard[0]}/{shard[1]}" if shard else None}
                 out_dir = out_dir or DEFAULT_RESULTS / meta["run_id"]
             meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}  # per row: numpy on the CPU
             writer = stack.enter_context(ResultWriter(out_dir, meta))
@@ -381,11 +415,14 @@ def _no_repeats(option: str, values: tuple) -> None:
 def _command(args: argparse.Namespace) -> int:
     profile, sweep = sweep_from_args(args)
     if args.list:
-        for case in sweep.cases():
+        for case in shard_cases(sweep.cases(), parse_shard(args.shard) if args.shard else None):
             print(case.name)
         return 0
     try:
-        out_dir = run(profile, sweep, device=args.device, out=args.out, resume=args.resume, progress=not args.quiet)
+        shard = parse_shard(args.shard) if args.shard else None
+        out_dir = run(
+            profile, sweep, device=args.device, out=args.out, resume=args.resume, progress=not args.quiet, shard=shard
+        )
     except devices.DeviceUnavailableError as error:
         print(f"segbench run: error: {error}", file=sys.stderr)
         return 2
@@ -429,6 +466,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="run directory (default: results/runs/<run id>)")
     parser.add_argument("--resume", action="store_true", help="continue --out (default: the latest run)")
     parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
+    parser.add_argument("--shard", help="K/N: run only the K-th of N parts of the sweep (combine with segbench merge)")
     parser.add_argument("--list", action="store_true", help="print the cells of the sweep and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_command)

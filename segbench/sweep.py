@@ -287,3 +287,21 @@ def parse_names(name: str, text: str) -> tuple[str, ...]:
     if not names:
         raise ValueError(f"--{name} takes comma-separated names, got {text!r}")
     return names
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/4' -> (2, 4): the 2nd of 4 parts; an error naming --shard otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise ValueError(f"--shard takes K/N with 1 <= K <= N (e.g. 2/4), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_cases(cases: Sequence[Case], shard: tuple[int, int] | None) -> list[Case]:
+    """The K-th of N parts of ``cases``: every N-th case from the K-th, so that each part gets a
+    share of every shape (and of the slow ones). Deterministic: the same sweep always splits the
+    same way, and the N parts together are exactly the sweep."""
+    if shard is None:
+        return list(cases)
+    k, n = shard
+    return [case for i, case in enumerate(cases) if i % n == k - 1]
