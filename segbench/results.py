@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 SCHEMA_VERSION = 2
@@ -56,6 +57,7 @@ SCHEMA: dict[str, str] = {
     "width": "Int64",
     "classes": "Int64",
     "dtype": "string",
+    "visits": "Int64",  # how many visits' samples the row pools (segbench run measures a cell in several)
     "benchmark": "string",  # what produced the row: "segbench run", or the asv/pytest-benchmark name
     "status": "string",  # ok | error | oom | killed | skipped | failed
     "error": "string",
@@ -93,6 +95,48 @@ JOURNAL = "cells.jsonl"
 PARQUET = "results.parquet"
 CSV = "results.csv"
 RUN_META = "run.json"
+
+
+def aggregate_visits(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell from a journal's rows, one per visit (segbench run visits each cell several
+    times): the first visit's row with the samples of every successful visit pooled, its timing
+    columns recomputed from them, and the first call the median of the visits' first calls."""
+    if "visit" not in frame.columns or frame.empty:
+        return frame.assign(visits=frame.get("visits", 1)) if not frame.empty else frame
+    frame = frame.copy()
+    frame["visit"] = pd.to_numeric(frame["visit"], errors="coerce").fillna(1).astype(int)
+    rows = []
+    keys = ["run_id", *KEY_COLUMNS] if "run_id" in frame.columns else list(KEY_COLUMNS)
+    for _, group in frame.sort_values("visit", kind="stable").groupby(keys, sort=False, dropna=False):
+        base = group.iloc[0].to_dict()
+        ok = group[group["status"] == "ok"]
+        if base.get("status") != "ok" or len(group) == 1:
+            rows.append({**base, "visits": len(ok) if base.get("status") == "ok" else 0})
+            continue
+        times = [t for raw in ok["raw_times_s"] for t in json.loads(raw)]
+        median = float(np.median(times))
+        q1, q3 = np.percentile(times, [25, 75])
+        failed = group[group["status"] != "ok"]
+        base.update(
+            visits=len(ok),
+            raw_times_s=json.dumps(times),
+            median_s=median,
+            iqr_s=float(q3 - q1),
+            mean_s=float(np.mean(times)),
+            min_s=float(np.min(times)),
+            rounds=len(times),
+            value=median,
+            compile_s=float(np.median(pd.to_numeric(ok["compile_s"]))),
+        )
+        if "pixels_per_s" in base and pd.notna(base.get("batch")):
+            base["pixels_per_s"] = base["batch"] * base["height"] * base["width"] / median
+        if pd.notna(base.get("bytes_moved")) and pd.notna(base.get("ceiling_gb_per_s")):
+            base["gb_per_s"] = base["bytes_moved"] / median / 1e9
+            base["roofline_fraction"] = base["gb_per_s"] / base["ceiling_gb_per_s"]
+        if len(failed):
+            base["error"] = "; ".join(f"visit {v}: {e}" for v, e in zip(failed["visit"], failed["error"], strict=True))
+        rows.append(base)
+    return pd.DataFrame(rows).drop(columns="visit")
 
 
 def conform(frame: pd.DataFrame) -> pd.DataFrame:
@@ -170,7 +214,7 @@ def _load_one(path: Path) -> pd.DataFrame:
     if path.is_dir():
         journal = path / JOURNAL
         if journal.exists():  # the journal is the truth; the tables are written when a run ends
-            frame = pd.DataFrame(read_journal(journal))
+            frame = aggregate_visits(pd.DataFrame(read_journal(journal)))
         elif (path / PARQUET).exists():
             frame = pd.read_parquet(path / PARQUET)
         elif (path / CSV).exists():
@@ -182,7 +226,7 @@ def _load_one(path: Path) -> pd.DataFrame:
     elif path.suffix == ".csv":
         frame = pd.read_csv(path)
     elif path.suffix == ".jsonl":
-        frame = pd.DataFrame(read_journal(path))
+        frame = aggregate_visits(pd.DataFrame(read_journal(path)))
     else:
         raise ValueError(f"cannot read results from {path}: expected a run directory, .parquet, .csv or .jsonl")
     if frame.empty:
@@ -244,7 +288,8 @@ class ResultWriter:
         self.rows.append(full)
 
     def frame(self) -> pd.DataFrame:
-        return conform(pd.DataFrame(self.rows)) if self.rows else empty()
+        """The run's table: one row per cell, its visits pooled."""
+        return conform(aggregate_visits(pd.DataFrame(self.rows))) if self.rows else empty()
 
     def write_tables(self) -> None:
         """results.parquet and results.csv from the journal, each replaced atomically."""

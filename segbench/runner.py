@@ -1,7 +1,10 @@
 """``segbench run``: sweep the cases of a profile, time each cell, store one tidy row per cell.
 
 This process supervises: it schedules the cells (in shape order, so that inputs are made once per
-shape) and writes each result as soon as it arrives. A warm worker process (segbench.worker)
+shape) and writes each result as soon as it arrives. Each cell is visited ``visits`` times (the
+profile says how many), minutes apart and each time in a fresh worker: the sweep is run once in
+full, then again for the time alone, so that a disturbance of the machine or of one process
+touches one visit's samples, not a whole cell's (see docs/verdicts.md). A warm worker process (segbench.worker)
 measures them. A cell that cannot run (an out-of-memory error, an XLA compile failure) is stored
 with a status and the error's message; a cell that kills its worker (a segfault, the OOM killer)
 is stored as ``killed`` with how the worker died, and a fresh worker goes on with the next cell.
@@ -16,6 +19,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +45,7 @@ from segbench.sweep import (
     parse_shard,
     shard_cases,
 )
-from segbench.timing import measure
+from segbench.timing import Measurement, measure, time_rounds, warm_up
 from segbench.worker import RunInterruptedError, Worker, WorkerDiedError, WorkerError, stop_on_signals
 
 DEFAULT_RESULTS = Path("results") / "runs"
@@ -233,17 +237,37 @@ class Runner:
             row.update(status="oom" if _is_oom(error) else "error", error=_error_text(error))
         return row
 
+    def revisit(self, case: Case, calls: int, rounds: int) -> dict[str, Any]:
+        """A later visit of a cell: build it afresh (its first call timed), warm it up, and time
+        ``rounds`` rounds of ``calls`` calls, as many per round as in its first visit."""
+        row: dict[str, Any] = {**case.key(), "benchmark": "segbench run"}
+        try:
+            prepared = case.prepare(self.device, warm=False)
+            with prepared.scope():
+                start = time.perf_counter()
+                prepared.sync(prepared.run())
+                first_call_s = time.perf_counter() - start
+                warmup = warm_up(prepared.run, prepared.sync, self.budget.warmup_time)
+                times = time_rounds(prepared.run, prepared.sync, calls, rounds)
+            row.update(Measurement(tuple(times), calls, first_call_s, warmup).columns(), status="ok")
+        except Exception as error:
+            row.update(status="oom" if _is_oom(error) else "error", error=_error_text(error))
+        return row
+
     def _measure(self, case: Case) -> dict[str, Any]:
+        # The shape's heavy work first (the float64 oracle, the ceiling's kernels): done between two
+        # timings it disturbed the next cell's (its large allocations and frees change how memory is
+        # handed out for a while; A/A runs showed the first cell after it 9% off, others 2-3%).
+        scene = case.scene()
+        ceiling = self.ceiling(case, scene)
+        expected = self.oracle(case, scene)
         prepared = case.prepare(self.device, warm=False)  # the timer makes (and times) the first call
-        scene = prepared.scene
         with prepared.scope():
             timing = measure(prepared.run, prepared.sync, self.budget)
             value = prepared.call()
             peak, mem_method = devices.measure_peak_memory(prepared.call, prepared.device, prepared.backend)
-        ceiling = self.ceiling(case, scene)
         moved = bytes_moved(case, scene)
         gb_per_s = moved / timing.median / 1e9
-        expected = self.oracle(case, scene)
         return {
             **timing.columns(),
             "pixels_per_s": case.pixels / timing.median,
@@ -266,6 +290,7 @@ class CellSupervisor:
     def __init__(self, device: str, uses_tensorflow: bool, budget: TimerBudget, code: str | None = None):
         self.device, self.uses_tensorflow, self.budget, self.code = device, uses_tensorflow, budget, code
         self.worker: Worker | None = None
+        self.visit = 1  # the visit the current worker serves
 
     def _worker(self) -> Worker:
         if self.worker is None or self.worker.process.poll() is not None:
@@ -281,19 +306,32 @@ class CellSupervisor:
         except WorkerDiedError as died:
             raise WorkerDiedError(f"the measuring worker could not start: {died} (its messages are above)") from None
 
-    def measure(self, case: Case) -> dict[str, Any]:
-        """One results row; a worker that dies gives a row with status ``killed`` saying how."""
+    def _request(self, op: str, case: Case, **fields: Any) -> dict[str, Any]:
+        """One row from the worker; a worker that dies gives a row with status ``killed`` saying how."""
         try:
             return self._worker().request(
-                "cell",
+                op,
                 case=case.key(),
-                budget=dataclasses.asdict(self.budget),
+                budget=dataclasses.asdict(self.budget.per_visit()),
                 device=self.device,
                 uses_tensorflow=self.uses_tensorflow,
+                **fields,
             )["row"]
         except WorkerDiedError as died:
             self.worker = None
             return {**case.key(), "benchmark": "segbench run", "status": "killed", "error": str(died)}
+
+    def measure(self, case: Case) -> dict[str, Any]:
+        """The first visit of a cell: everything (time, compile, memory, ceiling, oracle)."""
+        return self._request("cell", case)
+
+    def revisit(self, case: Case, calls: int) -> dict[str, Any]:
+        """A later visit: the time alone, with the first visit's calls per round."""
+        return self._request("revisit", case, calls=calls, rounds=self.budget.per_visit().min_rounds)
+
+    def restart(self) -> None:
+        """A fresh worker process for the next visit, so that visits sample processes too."""
+        self.close()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker; ``timeout=0`` kills one that is busy measuring (on an interrupt)."""
@@ -343,20 +381,33 @@ def run(
                 out_dir = out_dir or DEFAULT_RESULTS / meta["run_id"]
             meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}  # per row: numpy on the CPU
             writer = stack.enter_context(ResultWriter(out_dir, meta))
-            done = writer.done_keys()
-            todo = [case for case in cases if _key(case.key()) not in done]
+            visits = profile.budget.visits
+            first = {_key(r): r for r in writer.rows if (r.get("visit") or 1) == 1}
+            done = {(_key(r), r.get("visit") or 1) for r in writer.rows}
+            todo = [(v, case) for v in range(1, visits + 1) for case in cases if (_key(case.key()), v) not in done]
             print(
-                f"segbench run: profile {profile.name}, {len(cases)} cells ({len(cases) - len(todo)} already done), "
-                f"device {target['kind']}:{target['index']} ({target['name']}); results in {out_dir}",
+                f"segbench run: profile {profile.name}, {len(cases)} cells x {visits} visit(s) "
+                f"({visits * len(cases) - len(todo)} already done), device {target['kind']}:{target['index']} "
+                f"({target['name']}); results in {out_dir}",
                 file=sys.stderr,
             )
             from tqdm import tqdm
 
-            bar = tqdm(todo, unit="cell", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+            bar = tqdm(todo, unit="visit", disable=not progress, dynamic_ncols=True, file=sys.stderr)
             try:
-                for case in bar:
-                    bar.set_postfix_str(case.name, refresh=False)
-                    writer.append({**supervisor.measure(case), "finished_at": environment.now()})
+                for visit, case in bar:
+                    key = _key(case.key())
+                    if visit == 1:
+                        row = first[key] = supervisor.measure(case)
+                    elif first.get(key, {}).get("status") == "ok":
+                        if visit != supervisor.visit:
+                            supervisor.restart()
+                        row = supervisor.revisit(case, calls=int(first[key]["calls_per_round"]))
+                    else:
+                        continue  # a cell that failed on its first visit is not visited again
+                    supervisor.visit = visit
+                    bar.set_postfix_str(f"visit {visit}: {case.name}", refresh=False)
+                    writer.append({**row, "visit": visit, "finished_at": environment.now()})
             finally:
                 bar.close()
     except RunInterruptedError as stop:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -206,6 +207,19 @@ class TimerBudget:
     min_rounds: int = 5
     max_rounds: int = 200
     warmup_time: float = 0.05
+    visits: int = 1  # segbench run measures each cell this many times, minutes apart, in fresh workers
+
+    def per_visit(self) -> TimerBudget:
+        """The share of one visit: the rounds and timed seconds split evenly over the visits."""
+        if self.visits == 1:
+            return self
+        return dataclasses.replace(
+            self,
+            min_run_time=self.min_run_time / self.visits,
+            min_rounds=math.ceil(self.min_rounds / self.visits),
+            max_rounds=math.ceil(self.max_rounds / self.visits),
+            visits=1,
+        )
 
 
 @dataclass(frozen=True)
@@ -229,14 +243,14 @@ PROFILES: dict[str, Profile] = {
             "quick",
             "seconds to a minute on a 2-core CPU",
             Sweep(batches=(1, 8), resolutions=((64, 64),)),
-            TimerBudget(min_run_time=0.15, min_rounds=15, max_rounds=60, warmup_time=0.03),
+            TimerBudget(min_run_time=0.15, min_rounds=15, max_rounds=60, warmup_time=0.03, visits=3),
         ),
         Profile(
             "default",
             "the README's main command: a few minutes on a 2-core CPU; its largest shape (batch 16, 512x512)"
             " is where the fast formulations' targets are measured",
             Sweep(batches=(1, 16), resolutions=((128, 128), (512, 512))),
-            TimerBudget(min_run_time=0.3, min_rounds=15, max_rounds=100, warmup_time=0.1),
+            TimerBudget(min_run_time=0.3, min_rounds=15, max_rounds=100, warmup_time=0.1, visits=3),
         ),
         Profile(
             "full",
@@ -247,7 +261,7 @@ PROFILES: dict[str, Profile] = {
                 classes=(4, 16, 32),
                 dtypes=("float32", "float16", "bfloat16"),
             ),
-            TimerBudget(min_run_time=1.0, min_rounds=20, max_rounds=1000, warmup_time=0.2),
+            TimerBudget(min_run_time=1.0, min_rounds=20, max_rounds=1000, warmup_time=0.2, visits=2),
         ),
     )
 }

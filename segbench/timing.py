@@ -96,13 +96,8 @@ def measure(
     sync(call())
     compile_s = clock() - start
 
-    warmup_calls = 0
     start = clock()
-    while True:
-        sync(call())
-        warmup_calls += 1
-        if clock() - start >= budget.warmup_time:
-            break
+    warmup_calls = warm_up(call, sync, budget.warmup_time, clock)
     per_call_guess = (clock() - start) / warmup_calls
 
     round_target = max(budget.min_run_time / budget.min_rounds, MIN_ROUND_S)
@@ -124,6 +119,21 @@ def measure(
         if total >= budget.min_run_time and len(times) >= budget.min_rounds:
             break
     return Measurement(tuple(times), calls, compile_s, warmup_calls)
+
+
+def warm_up(
+    call: Callable[[], Any],
+    sync: Callable[[Any], Any],
+    seconds: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> int:
+    """Call (and sync) until ``seconds`` have passed, at least once; returns the number of calls."""
+    calls, start = 0, clock()
+    while True:
+        sync(call())
+        calls += 1
+        if clock() - start >= seconds:
+            return calls
 
 
 def time_rounds(

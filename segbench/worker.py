@@ -215,8 +215,7 @@ class _Server:
         )
         return {"meta": meta, "device": {"kind": target.kind, "index": target.index, "name": target.name}}
 
-    def cell(self, case: dict, budget: dict, device: str = "auto", uses_tensorflow: bool = True) -> dict:
-        """Measure one cell completely (time, memory, ceiling, oracle): one results row."""
+    def _runner(self, budget: dict, device: str, uses_tensorflow: bool) -> Any:
         from segbench import runner
         from segbench.sweep import TimerBudget
 
@@ -227,7 +226,17 @@ class _Server:
             target = devices.resolve(device, uses_tensorflow=uses_tensorflow)
             self.runners.clear()
             self.runners[key] = runner.Runner(target, TimerBudget(**budget), uses_tensorflow)
-        return {"row": self.runners[key].measure_cell(self._case(case))}
+        return self.runners[key]
+
+    def cell(self, case: dict, budget: dict, device: str = "auto", uses_tensorflow: bool = True) -> dict:
+        """Measure one cell completely (time, memory, ceiling, oracle): one results row."""
+        return {"row": self._runner(budget, device, uses_tensorflow).measure_cell(self._case(case))}
+
+    def revisit(
+        self, case: dict, calls: int, rounds: int, budget: dict, device: str = "auto", uses_tensorflow: bool = True
+    ) -> dict:
+        """A later visit of a cell: its time only (see Runner.revisit)."""
+        return {"row": self._runner(budget, device, uses_tensorflow).revisit(self._case(case), calls, rounds)}
 
     def prepare(self, case: dict, device: str = "auto") -> dict:
         """Build a case and make its first call (timed): the A/B loop then asks for rounds."""
@@ -255,6 +264,9 @@ class _Server:
             return {"calls": self.timer.calls_for(prepared.run, prepared.sync, round_s)}
 
 
+REQUESTS = ("hello", "cell", "revisit", "prepare", "rounds", "calibrate")
+
+
 def _serve(requests: IO[str], replies: IO[str]) -> None:
     server = _Server(_load_timer())
     for line in requests:
@@ -263,7 +275,9 @@ def _serve(requests: IO[str], replies: IO[str]) -> None:
         request = json.loads(line)
         op = request.pop("op")
         try:
-            handler = getattr(server, op) if op in ("hello", "cell", "prepare", "rounds", "calibrate") else None
+            handler = (
+                getattr(server, op) if op in ("hello", "cell", "revisit", "prepare", "rounds", "calibrate") else None
+            )
             if handler is None:
                 raise ValueError(f"unknown worker request {op!r}")
             reply = handler(**request)

@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -279,3 +280,34 @@ def test_cli_run_prints_the_comparison_and_bad_options_name_themselves(tmp_path,
     assert main(["run", "--mode", "jax", "--out", str(tmp_path / "bad")]) == 2
     assert "unknown mode 'jax'" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "bad")
+
+
+def test_each_cell_is_visited_as_often_as_the_profile_says_and_pooled(tmp_path):
+    from segbench.sweep import Profile, TimerBudget
+
+    budget = TimerBudget(min_run_time=0.02, min_rounds=4, max_rounds=20, warmup_time=0.0, visits=2)
+    profile = Profile("two-visits", "test", small_sweep(modes=("numpy", "xla"), passes=("forward",)), budget)
+    out = run(profile, out=tmp_path / "v", progress=False)
+    journal = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
+    assert sorted(r["visit"] for r in journal) == [1, 1, 2, 2]
+    assert journal[0]["visit"] == journal[1]["visit"] == 1  # the whole sweep once, then again
+    frame = results.load(out)
+    assert len(frame) == 2 and (frame["visits"] == 2).all()
+    for _, row in frame.iterrows():
+        visits = [r for r in journal if r["mode"] == row["mode"]]
+        pooled = [t for r in visits for t in json.loads(r["raw_times_s"])]
+        assert json.loads(row["raw_times_s"]) == pooled and row["rounds"] == len(pooled) >= 4
+        assert visits[1]["calls_per_round"] == visits[0]["calls_per_round"]
+        assert row["median_s"] == pytest.approx(float(np.median(pooled)))
+    assert len(pd.read_parquet(out / "results.parquet")) == 2  # the table pools visits too
+
+
+def test_a_later_visit_that_fails_keeps_the_cell_and_says_so():
+    base = {"run_id": "r", "loss": "l", "formulation": "f", "mode": "m", "pass": "forward", "batch": 1}
+    base |= {"height": 8, "width": 8, "classes": 4, "dtype": "float32"}
+    rows = [
+        {**base, "visit": 1, "status": "ok", "raw_times_s": "[1.0, 2.0]", "compile_s": 0.5, "median_s": 1.5},
+        {**base, "visit": 2, "status": "killed", "error": "the worker was killed by signal SIGKILL"},
+    ]
+    (row,) = results.aggregate_visits(pd.DataFrame(rows)).to_dict("records")
+    assert row["status"] == "ok" and row["visits"] == 1 and "visit 2: the worker was killed" in row["error"]
