@@ -5,7 +5,10 @@ Comparing two runs made minutes apart mixes the change with whatever the machine
 pyperf recommends: each is checked out in a temporary git worktree (or given as a directory), a
 warm worker process per side imports that commit's segbench, and for each cell the rounds of A and
 B alternate (A B B A A B ...), with the same number of calls per round and the same timer. Drift
-then falls on both sides alike, and the verdicts (segbench.stats) see only the change.
+then falls on both sides alike, and the verdicts (segbench.stats) see only the change. Each cell is
+built afresh ``--visits`` times per side (its rounds split among the builds): a build is the unit
+that varies independently (which thread runs which op, where memory lands), and the test is made
+on the builds' medians.
 
 The results are two ordinary run directories, ``OUT/A`` and ``OUT/B`` (``segbench compare OUT/A
 OUT/B`` gives the same verdicts again), plus ``OUT/verdicts.csv``. Exit status 1 if a cell is slower.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import subprocess
 import sys
 import tempfile
@@ -30,6 +34,7 @@ from segbench.timing import Measurement
 from segbench.worker import RunInterruptedError, Worker, WorkerDiedError, WorkerError, stop_on_signals
 
 DEFAULT_ROUNDS = 20
+DEFAULT_VISITS = 5
 DEFAULT_OUT = Path("results") / "ab"
 
 
@@ -60,7 +65,10 @@ def checkout(ref: str, label: str, repo: Path, scratch: Path) -> Iterator[CodeUn
         commit, _ = environment.git_state(path)
         yield CodeUnderTest(label, ref, path.resolve(), commit)
         return
-    commit = _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=repo) if ref else ""
+    try:
+        commit = _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=repo) if ref else ""
+    except ValueError:
+        commit = ""
     if not commit:
         raise ValueError(f"{label}: {ref!r} is neither a directory nor a commit of the repository at {repo}")
     tree = scratch / label
@@ -97,22 +105,29 @@ class Side:
 
 
 def interleave(
-    sides: tuple[Side, Side], case: Case, rounds: int, round_s: float, device: str
-) -> tuple[list[float], list[float], dict[str, float]]:
-    """Per-call times of A and B for one cell, their rounds alternating A B B A A B ...
+    sides: tuple[Side, Side], case: Case, visits: int, rounds: int, round_s: float, device: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Per side, one record per visit: the first call's seconds and the per-call times of its rounds.
 
-    Both sides first build the cell and make its first call (timed as ``first_call_s``); the calls
-    per round are calibrated on A and used for both, so both sides are timed the same way.
+    A visit builds the cell afresh on both sides (its first call timed), then the rounds of A and
+    B alternate (A B B A ...). The calls per round are calibrated once, on A, and used for both
+    sides and every visit, so that both are timed the same way.
     """
     key = case.key()
-    first = {side.code.label: side.request("prepare", case=key, device=device)["first_call_s"] for side in sides}
-    calls = sides[0].request("calibrate", case=key, round_s=round_s)["calls"]
-    times: dict[str, list[float]] = {side.code.label: [] for side in sides}
-    for turn in range(rounds):
-        order = sides if turn % 2 == 0 else sides[::-1]
-        for side in order:
-            times[side.code.label] += side.request("rounds", case=key, calls=calls, rounds=1)["times"]
-    return times["A"], times["B"], {**first, "calls": calls}
+    calls = None
+    records: dict[str, list[dict[str, Any]]] = {side.code.label: [] for side in sides}
+    for visit in range(visits):
+        first = {side.code.label: side.request("prepare", case=key, device=device)["first_call_s"] for side in sides}
+        if calls is None:
+            calls = sides[0].request("calibrate", case=key, round_s=round_s)["calls"]
+        times: dict[str, list[float]] = {side.code.label: [] for side in sides}
+        for turn in range(rounds):
+            order = sides if (turn + visit) % 2 == 0 else sides[::-1]
+            for side in order:
+                times[side.code.label] += side.request("rounds", case=key, calls=calls, rounds=1)["times"]
+        for label, samples in times.items():
+            records[label].append({"first_call_s": first[label], "times": samples, "calls": calls})
+    return records
 
 
 def run_ab(
@@ -123,6 +138,7 @@ def run_ab(
     *,
     out: Path,
     rounds: int = DEFAULT_ROUNDS,
+    visits: int = DEFAULT_VISITS,
     threshold: float = stats.DEFAULT_THRESHOLD,
     alpha: float = stats.DEFAULT_ALPHA,
     device: str = "auto",
@@ -132,6 +148,8 @@ def run_ab(
     """Measure every cell of ``sweep`` on both sides in alternation; returns compare_runs' table."""
     if not isinstance(rounds, int) or rounds < stats.MIN_SAMPLES:
         raise ValueError(f"--rounds must be an integer >= {stats.MIN_SAMPLES}, got {rounds!r}")
+    if not isinstance(visits, int) or not 1 <= visits <= rounds:
+        raise ValueError(f"--visits must be an integer from 1 to --rounds ({rounds}), got {visits!r}")
     if (out / "A").exists() or (out / "B").exists():
         raise ValueError(f"--out {out} already holds an A/B comparison: choose another --out")
     cases = sweep.cases()
@@ -158,12 +176,14 @@ def run_ab(
                 print(
                     f"segbench ab: A = {ref_a} ({(codes[0].commit or 'directory')[:10]}), "
                     f"B = {ref_b} ({(codes[1].commit or 'directory')[:10]}); {len(cases)} cells x {rounds} "
-                    f"rounds per side, alternating; results in {out}",
+                    f"rounds in {visits} builds per side, alternating; results in {out}",
                     file=sys.stderr,
                 )
                 for case in tqdm(cases, unit="cell", disable=not progress, dynamic_ncols=True, file=sys.stderr):
-                    for label, row in _measure_pair(sides, case, rounds, round_s, device).items():
-                        writers[label].append({**row, "finished_at": environment.now()})
+                    pair = _measure_pair(sides, case, visits, math.ceil(rounds / visits), round_s, device)
+                    for label, rows in pair.items():
+                        for row in rows:
+                            writers[label].append({**row, "finished_at": environment.now()})
         except RunInterruptedError as stop:
             for side in sides:
                 side.close(timeout=0)
@@ -177,21 +197,33 @@ def run_ab(
     return table
 
 
-def _measure_pair(sides: tuple[Side, Side], case: Case, rounds: int, round_s: float, device: str) -> dict:
-    """The two rows (A, B) of one cell; a failure on either side is recorded on both."""
+def _measure_pair(
+    sides: tuple[Side, Side], case: Case, visits: int, rounds: int, round_s: float, device: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Per side, the journal rows of one cell (one per visit); a failure is recorded on both sides."""
     base = {**case.key(), "benchmark": "segbench ab"}
     try:
-        times_a, times_b, info = interleave(sides, case, rounds, round_s, device)
+        records = interleave(sides, case, visits, rounds, round_s, device)
     except WorkerDiedError as died:
-        return {s.code.label: {**base, "status": "killed", "error": str(died)} for s in sides}
+        return {s.code.label: [{**base, "status": "killed", "error": str(died), "visit": 1}] for s in sides}
     except WorkerError as error:
         status = "oom" if "ResourceExhausted" in error.kind or error.kind == "MemoryError" else "error"
         text = f"{error.kind}: {error.message}".splitlines()[0][:500]
-        return {s.code.label: {**base, "status": status, "error": text} for s in sides}
-    rows = {}
-    for label, times in (("A", times_a), ("B", times_b)):
-        timing = Measurement(tuple(times), info["calls"], info[label], 0)
-        rows[label] = {**base, "status": "ok", **timing.columns(), "pixels_per_s": case.pixels / timing.median}
+        return {s.code.label: [{**base, "status": status, "error": text, "visit": 1}] for s in sides}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for label, visits_done in records.items():
+        rows[label] = []
+        for visit, record in enumerate(visits_done, start=1):
+            timing = Measurement(tuple(record["times"]), record["calls"], record["first_call_s"], 0)
+            rows[label].append(
+                {
+                    **base,
+                    "status": "ok",
+                    "visit": visit,
+                    **timing.columns(),
+                    "pixels_per_s": case.pixels / timing.median,
+                }
+            )
     return rows
 
 
@@ -208,6 +240,7 @@ def _command(args: argparse.Namespace) -> int:
             sweep,
             out=out,
             rounds=args.rounds,
+            visits=args.visits,
             threshold=args.threshold,
             alpha=args.alpha,
             device=args.device,
@@ -235,6 +268,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_grid_options(parser)
     parser.add_argument(
         "--rounds", type=int, default=DEFAULT_ROUNDS, help=f"timed rounds per side and cell (default {DEFAULT_ROUNDS})"
+    )
+    parser.add_argument(
+        "--visits",
+        type=int,
+        default=DEFAULT_VISITS,
+        help=f"fresh builds of each cell per side, the rounds split among them (default {DEFAULT_VISITS})",
     )
     compare.add_verdict_options(parser)
     parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu, gpu or gpu:N")

@@ -244,6 +244,16 @@ def _samples(row: pd.Series) -> list[float]:
     return [float(row["median_s"])]
 
 
+def _visit_medians(row: pd.Series) -> list[float] | None:
+    raw = row.get("visit_medians_s")
+    if isinstance(raw, str) and raw.strip():
+        try:
+            return [float(v) for v in json.loads(raw)]
+        except (ValueError, TypeError):
+            raise ValueError(f"visit_medians_s of {cell_label(row)} is not a JSON list: {raw[:60]!r}") from None
+    return None
+
+
 def cell_label(row: pd.Series | dict) -> str:
     """A short name for a cell that a person reads at a glance."""
     return (
@@ -258,13 +268,16 @@ def compare_runs(
     """Cells present in both runs, each with a verdict from its raw samples (see segbench.stats)."""
     if not (isinstance(threshold, (int, float)) and threshold > 0):
         raise ValueError(f"--threshold must be a positive fraction (0.1 = 10%), got {threshold}")
-    columns = [*KEY_COLUMNS, "median_s", "raw_times_s"]
+    columns = [*KEY_COLUMNS, "median_s", "raw_times_s", "visit_medians_s"]
     joined = _ok(old)[columns].merge(_ok(new)[columns], on=list(KEY_COLUMNS), suffixes=("_old", "_new"))
     records = []
     for _, row in joined.iterrows():
-        old_samples = _samples(row.rename({"raw_times_s_old": "raw_times_s", "median_s_old": "median_s"}))
-        new_samples = _samples(row.rename({"raw_times_s_new": "raw_times_s", "median_s_new": "median_s"}))
-        verdict = stats.decide(old_samples, new_samples, threshold, alpha)
+        sides = {}
+        for side in ("old", "new"):
+            named = row.rename({f"{c}_{side}": c for c in ("raw_times_s", "median_s", "visit_medians_s")})
+            sides[side] = (_samples(named), _visit_medians(named))
+        verdict = stats.decide(sides["old"][0], sides["new"][0], threshold, alpha, sides["old"][1], sides["new"][1])
+        old_samples, new_samples = sides["old"][0], sides["new"][0]
         records.append(
             {
                 **{k: row[k] for k in KEY_COLUMNS},
@@ -326,7 +339,8 @@ def print_verdicts(table: pd.DataFrame, fmt: str, threshold: float, alpha: float
     print(render(verdict_table(table), fmt))
     print(
         f"\n{len(table)} cells compared: {verdict_counts(table)} "
-        f"(threshold {threshold:.0%}, Mann-Whitney U at alpha {alpha:g}, bootstrap interval of the ratio)",
+        f"(threshold {threshold:.0%}, alpha {alpha:g}; tested on per-visit medians where both sides have visits, "
+        "else on the samples)",
         file=sys.stderr,
     )
     return 1 if (table["verdict"] == stats.SLOWER).any() else 0

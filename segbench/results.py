@@ -70,6 +70,7 @@ SCHEMA: dict[str, str] = {
     "rounds": "Int64",
     "calls_per_round": "Int64",
     "raw_times_s": "string",  # JSON list: per-call time of each round
+    "visit_medians_s": "string",  # JSON list: the median of each visit (the unit segbench.stats tests on)
     # throughput and the memory-read ceiling
     "pixels_per_s": "float64",
     "bytes_moved": "Int64",  # y_true + y_pred read once (+ the gradient written once)
@@ -120,6 +121,7 @@ def aggregate_visits(frame: pd.DataFrame) -> pd.DataFrame:
         base.update(
             visits=len(ok),
             raw_times_s=json.dumps(times),
+            visit_medians_s=json.dumps([float(np.median(json.loads(raw))) for raw in ok["raw_times_s"]]),
             median_s=median,
             iqr_s=float(q3 - q1),
             mean_s=float(np.mean(times)),

@@ -1,10 +1,14 @@
 """Regression verdicts from raw timing samples: a statistical test *and* a minimum effect.
 
-For one cell, OLD and NEW are two sets of per-call times (one per timed round). The verdict is
+For one cell, OLD and NEW are two sets of per-call times (one per timed round), grouped into
+visits when the cell was built and timed several times (segbench run's visits, segbench ab's). The
+test is made on what varies independently: per-visit medians (Welch's t-test on their logarithms,
+and its interval of the ratio) when both sides have two visits or more, else the samples
+themselves (the Mann-Whitney U test that asv uses, and a bootstrap interval of the ratio of
+medians). The verdict is
 
-- ``slower``: NEW's median is more than ``threshold`` above OLD's, the Mann-Whitney U test (what
-  asv uses on its recorded samples) rejects "same distribution" at ``alpha``, and the bootstrap
-  confidence interval of the ratio of medians lies wholly above 1;
+- ``slower``: NEW is more than ``threshold`` above OLD, the test rejects "no change" at ``alpha``,
+  and the confidence interval of the ratio lies wholly above 1;
 - ``faster``: the mirror image (the ratio below ``1 / (1 + threshold)``);
 - ``no change``: the ratio of medians is within the threshold band;
 - ``inconclusive``: the ratio is beyond the threshold but the samples cannot tell it from noise.
@@ -35,11 +39,11 @@ class Verdict:
     """What a comparison of OLD and NEW samples of one cell concluded, and why."""
 
     verdict: str
-    ratio: float  # median(new) / median(old)
-    low: float  # the ratio's bootstrap confidence interval (CONFIDENCE)
+    ratio: float  # median(new) / median(old); by visits, the ratio of their geometric means
+    low: float  # the ratio's confidence interval (CONFIDENCE)
     high: float
-    p_value: float  # two-sided Mann-Whitney U; NaN when there are too few samples
-    n_old: int
+    p_value: float  # two-sided; NaN when there are too few samples
+    n_old: int  # samples, or visits when the test was made on visits
     n_new: int
 
 
@@ -58,13 +62,40 @@ def ratio_interval(
     return float(low), float(high)
 
 
+def visit_test(old_visits: Sequence[float], new_visits: Sequence[float]) -> tuple[float, float, float, float]:
+    """(ratio, low, high, p) from per-visit medians: Welch's t-test on their logarithms.
+
+    A visit (a fresh build of the cell, in segbench run a fresh process too) is the unit that
+    varies independently: samples within one visit share its state (which thread runs which op,
+    where memory landed) and would make a test on pooled samples far too confident.
+    """
+    from scipy import stats as scipy_stats
+
+    old_log, new_log = np.log(np.asarray(old_visits, float)), np.log(np.asarray(new_visits, float))
+    diff = new_log.mean() - old_log.mean()
+    var_old, var_new = old_log.var(ddof=1) / old_log.size, new_log.var(ddof=1) / new_log.size
+    se = math.sqrt(var_old + var_new)
+    if se == 0:
+        p_value = 0.0 if diff != 0 else 1.0
+        return math.exp(diff), math.exp(diff), math.exp(diff), p_value
+    df = (var_old + var_new) ** 2 / (var_old**2 / (old_log.size - 1) + var_new**2 / (new_log.size - 1))
+    t_crit = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, df)
+    p_value = float(2 * scipy_stats.t.sf(abs(diff) / se, df))
+    return math.exp(diff), math.exp(diff - t_crit * se), math.exp(diff + t_crit * se), p_value
+
+
 def decide(
     old: Sequence[float],
     new: Sequence[float],
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
+    old_visits: Sequence[float] | None = None,
+    new_visits: Sequence[float] | None = None,
 ) -> Verdict:
-    """The verdict for one cell from its OLD and NEW samples (see the module docstring)."""
+    """The verdict for one cell from its OLD and NEW samples (see the module docstring).
+
+    With per-visit medians on both sides (two visits or more each), the test is made on them
+    (:func:`visit_test`); otherwise on the samples (Mann-Whitney U, bootstrap interval)."""
     if not (isinstance(threshold, (int, float)) and threshold > 0 and math.isfinite(threshold)):
         raise ValueError(f"threshold must be a positive fraction (0.1 = 10%), got {threshold!r}")
     if not 0 < alpha < 1:
@@ -74,16 +105,22 @@ def decide(
     for name, sample in (("old", old_a), ("new", new_a)):
         if sample.ndim != 1 or sample.size == 0 or not np.all(np.isfinite(sample)) or np.any(sample <= 0):
             raise ValueError(f"{name} samples must be a non-empty list of positive finite times")
-    ratio = float(np.median(new_a) / np.median(old_a))
+    by_visit = old_visits is not None and new_visits is not None and min(len(old_visits), len(new_visits)) >= 2
+    if by_visit:
+        ratio, low, high, p_value = visit_test(old_visits, new_visits)
+        sizes = (len(old_visits), len(new_visits))
+    else:
+        ratio = float(np.median(new_a) / np.median(old_a))
+        sizes = (old_a.size, new_a.size)
     beyond_up, beyond_down = ratio > 1 + threshold, ratio < 1 / (1 + threshold)
-    if min(old_a.size, new_a.size) < MIN_SAMPLES:
+    if not by_visit and min(old_a.size, new_a.size) < MIN_SAMPLES:
         verdict = INCONCLUSIVE if beyond_up or beyond_down else NO_CHANGE
-        return Verdict(verdict, ratio, math.nan, math.nan, math.nan, old_a.size, new_a.size)
+        return Verdict(verdict, ratio, math.nan, math.nan, math.nan, *sizes)
+    if not by_visit:
+        from scipy.stats import mannwhitneyu
 
-    from scipy.stats import mannwhitneyu
-
-    p_value = float(mannwhitneyu(old_a, new_a, alternative="two-sided").pvalue)
-    low, high = ratio_interval(old_a, new_a)
+        p_value = float(mannwhitneyu(old_a, new_a, alternative="two-sided").pvalue)
+        low, high = ratio_interval(old_a, new_a)
     significant = p_value < alpha
     if beyond_up and significant and low > 1:
         verdict = SLOWER
@@ -93,4 +130,4 @@ def decide(
         verdict = INCONCLUSIVE
     else:
         verdict = NO_CHANGE
-    return Verdict(verdict, ratio, low, high, p_value, old_a.size, new_a.size)
+    return Verdict(verdict, ratio, low, high, p_value, *sizes)

@@ -61,3 +61,26 @@ def test_too_few_samples_cannot_be_slower():
 def test_bad_input_names_the_argument(old, new, kwargs, message):
     with pytest.raises(ValueError, match=message):
         stats.decide(old, new, **kwargs)
+
+
+def test_visits_are_the_unit_of_the_test():
+    rng = np.random.default_rng(5)
+    # two builds of a cell can sit in different states (+25 %): samples within a visit agree closely
+    state = {"fast": 1.35e-3, "slow": 1.7e-3}
+
+    def visit(level, n=5):
+        return list(level * np.exp(0.02 * rng.standard_normal(n)))
+
+    old_visits = [visit(state[s]) for s in ("fast", "fast", "slow")]
+    new_visits = [visit(state[s]) for s in ("slow", "slow", "slow")]  # one draw in eight: all slow
+    pooled_old = [t for v in old_visits for t in v]
+    pooled_new = [t for v in new_visits for t in v]
+    assert stats.decide(pooled_old, pooled_new).verdict == "slower"  # samples alone: a false alarm
+    medians = [float(np.median(v)) for v in old_visits], [float(np.median(v)) for v in new_visits]
+    verdict = stats.decide(pooled_old, pooled_new, old_visits=medians[0], new_visits=medians[1])
+    assert verdict.verdict == "inconclusive" and (verdict.n_old, verdict.n_new) == (3, 3)
+    # a real 20 % slowdown of a cell whose builds agree is found from three visits a side
+    stable_old = [float(np.median(visit(1e-3))) for _ in range(3)]
+    stable_new = [float(np.median(visit(1.2e-3))) for _ in range(3)]
+    found = stats.decide(stable_old, stable_new, old_visits=stable_old, new_visits=stable_new)
+    assert found.verdict == "slower" and found.low > 1.1

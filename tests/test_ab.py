@@ -1,0 +1,68 @@
+"""segbench ab: two source trees (or commits) measured in alternation, then per-cell verdicts."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from segbench import results
+from segbench.ab import run_ab
+from segbench.cli import main
+from segbench.sweep import PROFILES, Sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = PROFILES["quick"]
+NUMPY_SWEEP = Sweep(losses=("categorical_crossentropy",), modes=("numpy",), batches=(1, 2), resolutions=((16, 16),))
+
+
+@pytest.fixture(scope="module")
+def slowed(tmp_path_factory) -> Path:
+    """A copy of this checkout whose numpy categorical cross-entropy (fused) at batch 2 is 1 ms slower."""
+    out = tmp_path_factory.mktemp("slowed") / "tree"
+    args = ["--loss", "categorical_crossentropy", "--formulation", "fused", "--mode", "numpy", "--batch", "2"]
+    subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "verdicts" / "slowed_copy.py"), str(out), *args, "--delay-ms", "1"],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def test_the_slowed_cell_and_only_it_is_slower(tmp_path, slowed):
+    table = run_ab(str(ROOT), str(slowed), QUICK, NUMPY_SWEEP, out=tmp_path / "ab", rounds=8, visits=4, progress=False)
+    verdicts = table.set_index(["formulation", "pass", "batch"])["verdict"]
+    assert verdicts[("fused", "forward", 2)] == "slower"
+    assert verdicts[("fused", "forward+backward", 2)] == "slower"
+    assert (verdicts.drop(index=[("fused", "forward", 2), ("fused", "forward+backward", 2)]) != "slower").all()
+    # both sides are ordinary runs: compare gives the same verdicts again
+    again = pd.read_csv(tmp_path / "ab" / "verdicts.csv")
+    assert list(again["verdict"]) == list(table["verdict"])
+    a, b = results.load(tmp_path / "ab" / "A"), results.load(tmp_path / "ab" / "B")
+    assert len(a) == len(b) == len(NUMPY_SWEEP.cases())
+    assert (
+        (a["rounds"] == 8).all() and (a["visits"] == 4).all() and (a["calls_per_round"] == b["calls_per_round"]).all()
+    )
+
+
+def test_a_commit_against_itself_flags_nothing_and_exits_0(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = ["ab", "HEAD", "HEAD", "--profile", "quick", "--mode", "numpy", "--batch", "1", "--res", "16"]
+    assert main([*args, "--rounds", "6", "--out", str(tmp_path / "aa"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "0 slower" in err
+    meta = json.loads((tmp_path / "aa" / "A" / "run.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert meta["git_commit"] == head and meta["source"] == "segbench ab"
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "segbench-ab-" not in worktrees  # the temporary checkouts are gone
+
+
+def test_bad_refs_name_the_side(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["ab", "no-such-ref", "HEAD", "--mode", "numpy", "--out", str(tmp_path / "x")]) == 2
+    assert "A: 'no-such-ref' is neither a directory nor a commit" in capsys.readouterr().err
+    assert main(["ab", "HEAD", str(tmp_path), "--mode", "numpy", "--out", str(tmp_path / "y")]) == 2
+    assert "without segbench/__init__.py" in capsys.readouterr().err
