@@ -15,10 +15,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow  # noqa: F401  (warm import, see the docstring)
 
+from segbench import plugins
 from segbench.sweep import Case, PreparedCase, Profile, get_profile
 
+plugins.load_all()  # losses of installed packages and of $SEGBENCH_PLUGINS (asv runs fresh processes)
 PROFILE: Profile = get_profile()
-SWEEP = PROFILE.sweep
+SWEEP = PROFILE.resolved_sweep()
 
 PARAM_NAMES = ["loss", "formulation", "mode", "pass", "batch", "resolution", "classes", "dtype"]
 PARAMS = [

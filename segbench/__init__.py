@@ -4,7 +4,7 @@ Importing segbench does not import TensorFlow; building a TensorFlow mode does.
 """
 
 from segbench._constants import EPSILON, REDUCTIONS
-from segbench.registry import FORMULATIONS, LOSSES, MODES, LossFunction, loss_fn
+from segbench.registry import FORMULATIONS, LOSSES, MODES, LossFunction, loss_fn, register_loss
 from segbench.scenes import Scene, make_scene
 from segbench.validation import validate_inputs
 
@@ -20,5 +20,6 @@ __all__ = [
     "Scene",
     "loss_fn",
     "make_scene",
+    "register_loss",
     "validate_inputs",
 ]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench import compare, environment, stats
-from segbench.results import ResultWriter
+from segbench.results import ResultWriter, atomic_write_text
 from segbench.sweep import Case, Profile, Sweep
 from segbench.timing import Measurement
 from segbench.worker import RunInterruptedError, Worker, WorkerDiedError, WorkerError, stop_on_signals
@@ -193,7 +193,7 @@ def run_ab(
             for side in sides:
                 side.close()
     table = compare.compare_runs(writers["A"].frame(), writers["B"].frame(), threshold, alpha)
-    table.to_csv(out / "verdicts.csv", index=False)
+    atomic_write_text(out / "verdicts.csv", table.to_csv(index=False))
     return table
 
 

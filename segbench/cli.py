@@ -11,8 +11,9 @@ import importlib
 import os
 import sys
 
-# TensorFlow's C++ start-up chatter (e.g. "failed call to cuInit" on a machine without a GPU).
-# Real failures still raise Python exceptions.
+# TensorFlow's C++ logging above errors; its start-up lines, printed before logging is set up,
+# are kept from the terminal by segbench.worker.import_tensorflow_quietly (SEGBENCH_VERBOSE=1
+# shows them). Real failures still raise Python exceptions.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 COMMAND_MODULES = (
@@ -37,7 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(commands)
+    for name, subparser in commands.choices.items():
+        if name in TAKES_LOSSES:
+            subparser.add_argument(
+                "--plugin",
+                action="append",
+                default=[],
+                metavar="PATH.py|MODULE",
+                help="load a file or module that registers losses (repeatable; also $SEGBENCH_PLUGINS)",
+            )
     return parser
+
+
+TAKES_LOSSES = ("run", "values", "check", "compare", "report", "ab", "merge")
+IMPORTS_TENSORFLOW = ("values", "check")  # in this process; run and ab import it in their workers
 
 
 def _expected_runtime_errors() -> tuple[type[Exception], ...]:
@@ -57,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     command = f"segbench {args.command}"
     try:
+        if args.command in IMPORTS_TENSORFLOW:
+            from segbench.worker import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
+        if args.command in TAKES_LOSSES:
+            from segbench import plugins
+
+            plugins.load_all(args.plugin)
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print(f"\n{command}: interrupted", file=sys.stderr)

@@ -6,7 +6,9 @@ times and the break-even number of calls after which a compiled mode has paid fo
 
 Two runs (OLD NEW): each cell present in both gets a verdict from its raw samples: slower, faster,
 no change or inconclusive (a statistical test *and* the threshold; see segbench.stats), with the
-ratio NEW/OLD and its interval. The exit status is 1 only when a cell is slower, so scripts and CI
+ratio NEW/OLD and its interval; a change must also exceed the noise floor of the comparison
+(three robust standard deviations of the log-ratios of its mode's cells). The exit status is 1
+only when a cell is slower, so scripts and CI
 can use it; for two commits measured in alternation on one machine, see ``segbench ab``.
 """
 
@@ -277,12 +279,11 @@ def compare_runs(
             named = row.rename({f"{c}_{side}": c for c in ("raw_times_s", "median_s", "visit_medians_s")})
             sides[side] = (_samples(named), _visit_medians(named))
         verdict = stats.decide(sides["old"][0], sides["new"][0], threshold, alpha, sides["old"][1], sides["new"][1])
-        old_samples, new_samples = sides["old"][0], sides["new"][0]
         records.append(
             {
                 **{k: row[k] for k in KEY_COLUMNS},
-                "median_s_old": float(np.median(old_samples)),
-                "median_s_new": float(np.median(new_samples)),
+                "median_s_old": verdict.old_center,
+                "median_s_new": verdict.new_center,
                 "ratio": verdict.ratio,
                 "ratio_low": verdict.low,
                 "ratio_high": verdict.high,
@@ -292,7 +293,36 @@ def compare_runs(
             }
         )
     table = pd.DataFrame(records, columns=[*KEY_COLUMNS, *VERDICT_COLUMNS])
+    table = _hold_to_the_noise_floor(table)
     return table.sort_values("ratio", ascending=False).reset_index(drop=True)
+
+
+NOISE_FLOOR_SIGMAS = 3.0
+MIN_CELLS_FOR_A_FLOOR = 8
+
+
+def _hold_to_the_noise_floor(table: pd.DataFrame) -> pd.DataFrame:
+    """A slower or faster cell must also stand out from how much every cell of its mode moved.
+
+    Two runs differ in every cell a little (the machine drifts between them); the spread of the
+    cells' log-ratios within a mode, as a robust standard deviation (1.4826 x the median absolute
+    deviation around their median), measures that. A change under three of them is
+    ``inconclusive``. A change of the code that moves every cell of a mode alike moves their
+    median, not their spread, so it is still found.
+    """
+    table = table.copy()
+    log_ratio = np.log(table["ratio"])
+    spread = pd.Series(np.nan, index=table.index)
+    for _, cells in log_ratio.groupby(table["mode"]):
+        if len(cells) >= MIN_CELLS_FOR_A_FLOOR:
+            spread[cells.index] = 1.4826 * (cells - cells.median()).abs().median()
+    if len(log_ratio) >= MIN_CELLS_FOR_A_FLOOR:  # modes with too few cells: the whole run's spread
+        spread = spread.fillna(1.4826 * (log_ratio - log_ratio.median()).abs().median())
+    table["noise_floor"] = np.exp(NOISE_FLOOR_SIGMAS * spread)
+    within = log_ratio.abs() < NOISE_FLOOR_SIGMAS * spread
+    flagged = table["verdict"].isin([stats.SLOWER, stats.FASTER])
+    table.loc[flagged & within, "verdict"] = stats.INCONCLUSIVE
+    return table
 
 
 VERDICT_COLUMNS = [

@@ -1,6 +1,8 @@
 """Float64 oracle for every loss and its gradient, written for clarity rather than speed.
 
-Every implementation in every mode is checked against these functions. Each loss is written as
+Every implementation in every mode is checked against these functions. A loss registered with
+``segbench.register_loss`` is its own oracle: its numpy reference in float64 when it has one, else
+its TensorFlow function run eagerly in float64 (and its gradient by tf.GradientTape in float64). Each loss is written as
 "the probability each pixel is scored on" and "the weight of that pixel's term", from the
 definitions, independent of the seed-faithful and fused implementations:
 
@@ -50,6 +52,43 @@ def _prepare(loss: str, y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndar
     return y, p, scored, weight
 
 
+def _user(loss: str):
+    """The registered user loss of that name, or None for segbench's own."""
+    from segbench.registry import LOSSES
+
+    spec = LOSSES.get(loss)
+    return spec.user if spec is not None else None
+
+
+def user_value(user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None) -> np.ndarray:
+    """A registered loss in float64: its numpy reference if it has one (or ``via="numpy"``), else
+    (or ``via="tensorflow"``) its TensorFlow function run eagerly in float64."""
+    y = as_numpy(y_true).astype(np.float64)
+    p = as_numpy(y_pred).astype(np.float64)
+    if (via or ("numpy" if user.numpy is not None else "tensorflow")) == "numpy":
+        out = np.asarray(user.numpy(y, p), dtype=np.float64)
+        user.check_output(out, p.shape, "numpy")
+    else:
+        import tensorflow as tf
+
+        out = tf.convert_to_tensor(user.call_tensorflow(tf.constant(y), tf.constant(p))).numpy().astype(np.float64)
+        user.check_output(out, p.shape, "TensorFlow")
+    return _reduce(out, reduction) if reduction != "none" else out
+
+
+def user_gradient(user, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
+    """The gradient of a registered loss, float64, by tf.GradientTape over its TensorFlow function."""
+    import tensorflow as tf
+
+    y = tf.constant(as_numpy(y_true).astype(np.float64))
+    p = tf.constant(as_numpy(y_pred).astype(np.float64))
+    with tf.GradientTape() as tape:
+        tape.watch(p)
+        out = tf.convert_to_tensor(user.call_tensorflow(y, p))
+        target = tf.reduce_mean(out) if reduction == "mean" else tf.reduce_sum(out)
+    return tape.gradient(target, p).numpy()
+
+
 def per_pixel_loss(loss: str, y_true, y_pred) -> np.ndarray:
     """The loss of each pixel, shape (N, H, W), float64."""
     _, p, scored, weight = _prepare(loss, y_true, y_pred)
@@ -59,12 +98,18 @@ def per_pixel_loss(loss: str, y_true, y_pred) -> np.ndarray:
 
 def loss_value(loss: str, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
     """The loss reduced as asked: a float64 scalar for mean/sum, the (N, H, W) map for none."""
+    user = _user(loss)
+    if user is not None:
+        return user_value(user, y_true, y_pred, reduction)
     per_pixel = per_pixel_loss(loss, y_true, y_pred)
     return _reduce(per_pixel, reduction)
 
 
 def gradient(loss: str, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
     """d(loss)/d(y_pred), float64, shape (N, H, W, C); for reduction none, of the map's sum."""
+    user = _user(loss)
+    if user is not None:
+        return user_gradient(user, y_true, y_pred, reduction)
     _, p, scored, weight = _prepare(loss, y_true, y_pred)
     score = (p * scored).sum(axis=-1)
     passes = (score >= EPSILON) & (score <= 1.0 - EPSILON)

@@ -1,4 +1,11 @@
-"""Loading user code that registers losses: a Python file or an importable module."""
+"""Loading user code that registers losses (``segbench.register_loss``).
+
+Three ways, all loaded by :func:`load_all`: ``--plugin PATH.py`` or ``--plugin package.module`` on
+the command line (repeatable); ``$SEGBENCH_PLUGINS``, the same list separated by ``os.pathsep``
+(asv and pytest-benchmark run benchmarks in fresh processes: this is how they see plugins); and
+the entry-point group ``segbench.losses``, so that an installed package registers its losses with
+no flag at all. segbench's own standard losses (``segbench.standard``) come in that way too.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,10 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+
+ENV = "SEGBENCH_PLUGINS"
+ENTRY_POINT_GROUP = "segbench.losses"
+_loaded: dict[str, ModuleType] = {}
 
 
 class PluginError(ValueError):
@@ -39,3 +50,54 @@ def load(spec: str) -> ModuleType:
         raise PluginError(f"plugin {spec!r} failed to import: {type(error).__name__}: {error}") from error
     except Exception as error:
         raise PluginError(f"plugin {spec!r} failed to import: {type(error).__name__}: {error}") from error
+
+
+def _origin_of(spec: str) -> str:
+    return str(Path(spec).expanduser().resolve()) if spec.endswith(".py") or "/" in spec else spec
+
+
+def load_all(specs: list[str] | tuple[str, ...] = (), *, export: bool = True) -> list[str]:
+    """Load the entry points, then $SEGBENCH_PLUGINS, then ``specs``, each once; returns what was
+    loaded. With ``export``, ``specs`` are added to $SEGBENCH_PLUGINS so that worker processes
+    (segbench run's, segbench ab's) load them too."""
+    import os
+    from importlib.metadata import entry_points
+
+    from segbench.registry import LOSSES
+
+    loaded = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        key = f"entry point {entry.name} = {entry.value}"
+        if key not in _loaded:
+            before = set(LOSSES)
+            try:
+                _loaded[key] = entry.load()
+            except Exception as error:
+                raise PluginError(f"plugin {key}: failed to load: {type(error).__name__}: {error}") from error
+            _tag(set(LOSSES) - before, key)
+            loaded.append(key)
+    env = [part for part in os.environ.get(ENV, "").split(os.pathsep) if part]
+    for spec in [*env, *specs]:
+        origin = _origin_of(spec)
+        if origin in _loaded:
+            continue
+        before = set(LOSSES)
+        _loaded[origin] = load(spec)
+        _tag(set(LOSSES) - before, origin)
+        loaded.append(origin)
+    if export and specs:
+        exported = [*env, *(o for o in map(_origin_of, specs) if o not in env)]
+        os.environ[ENV] = os.pathsep.join(exported)
+    return loaded
+
+
+def _tag(names: set[str], origin: str) -> None:
+    """Record where each newly registered loss came from (for error messages)."""
+    import dataclasses
+
+    from segbench.registry import LOSSES
+
+    for name in names:
+        spec = LOSSES[name]
+        if spec.user is not None and not spec.user.origin:
+            LOSSES[name] = dataclasses.replace(spec, user=dataclasses.replace(spec.user, origin=f"plugin {origin}"))

@@ -352,7 +352,7 @@ def run(
 ) -> Path:
     """Run the sweep (or its ``shard`` K of N) into the directory ``out`` and return it; see the
     module docstring."""
-    sweep = sweep or profile.sweep
+    sweep = sweep or profile.resolved_sweep()
     cases = shard_cases(sweep.cases(), shard)
     if not cases:
         raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
@@ -454,7 +454,7 @@ def sweep_from_args(args: argparse.Namespace) -> tuple[Profile, Sweep]:
             except ValueError as error:
                 raise ValueError(f"--{option}: {error}") from None
             changes[field] = values
-    return profile, profile.sweep.replace(**changes)
+    return profile, profile.resolved_sweep().replace(**changes)
 
 
 def _no_repeats(option: str, values: tuple) -> None:

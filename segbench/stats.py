@@ -45,6 +45,8 @@ class Verdict:
     p_value: float  # two-sided; NaN when there are too few samples
     n_old: int  # samples, or visits when the test was made on visits
     n_new: int
+    old_center: float = math.nan  # what the ratio divides: medians, or geometric means of visit medians
+    new_center: float = math.nan
 
 
 def ratio_interval(
@@ -109,13 +111,15 @@ def decide(
     if by_visit:
         ratio, low, high, p_value = visit_test(old_visits, new_visits)
         sizes = (len(old_visits), len(new_visits))
+        centers = (float(np.exp(np.log(old_visits).mean())), float(np.exp(np.log(new_visits).mean())))
     else:
         ratio = float(np.median(new_a) / np.median(old_a))
         sizes = (old_a.size, new_a.size)
+        centers = (float(np.median(old_a)), float(np.median(new_a)))
     beyond_up, beyond_down = ratio > 1 + threshold, ratio < 1 / (1 + threshold)
     if not by_visit and min(old_a.size, new_a.size) < MIN_SAMPLES:
         verdict = INCONCLUSIVE if beyond_up or beyond_down else NO_CHANGE
-        return Verdict(verdict, ratio, math.nan, math.nan, math.nan, *sizes)
+        return Verdict(verdict, ratio, math.nan, math.nan, math.nan, *sizes, *centers)
     if not by_visit:
         from scipy.stats import mannwhitneyu
 
@@ -130,4 +134,4 @@ def decide(
         verdict = INCONCLUSIVE
     else:
         verdict = NO_CHANGE
-    return Verdict(verdict, ratio, low, high, p_value, *sizes)
+    return Verdict(verdict, ratio, low, high, p_value, *sizes, *centers)

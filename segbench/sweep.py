@@ -17,7 +17,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from segbench.registry import FORMULATIONS, LOSSES, MODES, get_formulation, get_loss, get_mode, loss_fn
+from segbench.registry import (
+    FORMULATIONS,
+    LOSSES,
+    MODES,
+    builtin_losses,
+    get_formulation,
+    get_loss,
+    get_mode,
+    loss_fn,
+    unsupported,
+)
 from segbench.scenes import Scene, make_scene
 
 PASSES = ("forward", "forward+backward")
@@ -77,7 +87,7 @@ class Case:
         """Why this combination cannot run at all (then it is skipped, not failed), or None."""
         if self.dtype not in MODES[self.mode].dtypes:
             return f"mode {self.mode} does not support {self.dtype}"
-        return None
+        return unsupported(self.loss, self.formulation, self.mode, self.gradient)
 
     def scene(self) -> Scene:
         """The seeded inputs for this cell (shared by all cells of the same shape and dtype)."""
@@ -154,7 +164,7 @@ def _as_tuple(name: str, values: Iterable[Any], allowed: Sequence[Any] | None = 
 class Sweep:
     """A grid: the cases are the cross product of these, minus unsupported mode/dtype pairs."""
 
-    losses: tuple[str, ...] = tuple(LOSSES)
+    losses: tuple[str, ...] = field(default_factory=builtin_losses)  # plugins' losses: Profile.resolved_sweep
     formulations: tuple[str, ...] = tuple(FORMULATIONS)
     modes: tuple[str, ...] = tuple(MODES)
     passes: tuple[str, ...] = PASSES
@@ -228,6 +238,22 @@ class Profile:
     description: str
     sweep: Sweep
     budget: TimerBudget = field(default_factory=TimerBudget)
+    peers: tuple[str, ...] = ()  # registered losses (segbench.standard) measured beside the built-ins
+
+    def resolved_sweep(self) -> Sweep:
+        """The sweep with the profile's peers and every loss a user's plugin registered added, as far
+        as they are registered now (plugins register at run time, after the profiles were made)."""
+        added = [name for name in self.peers if name in LOSSES]
+        added += [
+            name
+            for name, loss in LOSSES.items()
+            if loss.user is not None and not loss.user.origin.startswith(STANDARD_ORIGIN)
+        ]
+        losses = tuple(dict.fromkeys([*self.sweep.losses, *added]))
+        return self.sweep.replace(losses=losses) if losses != self.sweep.losses else self.sweep
+
+
+STANDARD_ORIGIN = "segbench.standard"
 
 
 PROFILES: dict[str, Profile] = {
@@ -251,6 +277,7 @@ PROFILES: dict[str, Profile] = {
             " is where the fast formulations' targets are measured",
             Sweep(batches=(1, 16), resolutions=((128, 128), (512, 512))),
             TimerBudget(min_run_time=0.3, min_rounds=15, max_rounds=100, warmup_time=0.1, visits=3),
+            peers=("keras_categorical_crossentropy",),
         ),
         Profile(
             "full",
@@ -262,6 +289,7 @@ PROFILES: dict[str, Profile] = {
                 dtypes=("float32", "float16", "bfloat16"),
             ),
             TimerBudget(min_run_time=1.0, min_rounds=20, max_rounds=1000, warmup_time=0.2, visits=2),
+            peers=("keras_categorical_crossentropy", "soft_dice", "tversky", "categorical_focal_crossentropy"),
         ),
     )
 }

@@ -20,9 +20,10 @@ NUMPY_SWEEP = Sweep(losses=("categorical_crossentropy",), modes=("numpy",), batc
 
 @pytest.fixture(scope="module")
 def slowed(tmp_path_factory) -> Path:
-    """A copy of this checkout whose numpy categorical cross-entropy (fused) at batch 2 is 1 ms slower."""
+    """A copy of this checkout whose numpy categorical cross-entropy (fused, forward) at 2x16x16 is 1 ms slower."""
     out = tmp_path_factory.mktemp("slowed") / "tree"
-    args = ["--loss", "categorical_crossentropy", "--formulation", "fused", "--mode", "numpy", "--batch", "2"]
+    args = ["--loss", "categorical_crossentropy", "--formulation", "fused", "--mode", "numpy", "--pass", "forward"]
+    args += ["--shape", "2x16x16"]
     subprocess.run(
         [sys.executable, str(ROOT / "docs" / "verdicts" / "slowed_copy.py"), str(out), *args, "--delay-ms", "1"],
         check=True,
@@ -35,8 +36,7 @@ def test_the_slowed_cell_and_only_it_is_slower(tmp_path, slowed):
     table = run_ab(str(ROOT), str(slowed), QUICK, NUMPY_SWEEP, out=tmp_path / "ab", rounds=8, visits=4, progress=False)
     verdicts = table.set_index(["formulation", "pass", "batch"])["verdict"]
     assert verdicts[("fused", "forward", 2)] == "slower"
-    assert verdicts[("fused", "forward+backward", 2)] == "slower"
-    assert (verdicts.drop(index=[("fused", "forward", 2), ("fused", "forward+backward", 2)]) != "slower").all()
+    assert (verdicts.drop(index=[("fused", "forward", 2)]) != "slower").all()
     # both sides are ordinary runs: compare gives the same verdicts again
     again = pd.read_csv(tmp_path / "ab" / "verdicts.csv")
     assert list(again["verdict"]) == list(table["verdict"])

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segbench import results
+from segbench import compare, results
 from segbench.cli import main
 from segbench.compare import break_even_calls, compare_runs, compile_table, speedup_table, summary
 
@@ -138,3 +138,47 @@ def test_formulations_side_by_side_at_the_largest_shape():
     assert table.loc["eager", "reference ms"] == pytest.approx(4.0)
     assert table.loc["xla", "fused % ceiling"] == pytest.approx(50.0)
     assert "batch 8, 64x64, C=4" in table.attrs["shape"]
+
+
+def many_cells(shift: dict[int, float], spread: float = 0.03, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Twelve eager cells (batches 1..12) in two runs with visits; ``shift`` slows some cells in NEW."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for run_id in ("old", "new"):
+        frames = []
+        for batch in range(1, 13):
+            level = 1e-3 * (shift.get(batch, 1.0) if run_id == "new" else 1.0)
+            level *= np.exp(spread * rng.standard_normal())  # this run's drift for this cell
+            visits = [level * np.exp(0.005 * rng.standard_normal()) for _ in range(3)]
+            samples = [v * np.exp(0.002 * rng.standard_normal()) for v in visits for _ in range(5)]
+            frames.append(
+                rows({"eager": float(np.median(samples))}, run_id=run_id).assign(
+                    batch=batch, raw_times_s=json.dumps(samples), visit_medians_s=json.dumps(visits)
+                )
+            )
+        runs.append(results.conform(pd.concat(frames, ignore_index=True)))
+    return runs[0], runs[1]
+
+
+def test_the_noise_floor_holds_back_run_to_run_drift(monkeypatch):
+    # A/A pairs whose every cell drifts ~3 % between the runs while each run's visits agree within
+    # 0.5 %: within a run the drift looks significant; against the other cells it is noise.
+    def slower(sigmas: float) -> int:
+        monkeypatch.setattr(compare, "NOISE_FLOOR_SIGMAS", sigmas)
+        pairs = (many_cells({}, spread=0.03, seed=seed) for seed in range(20))
+        return sum(int((compare_runs(old, new)["verdict"] == "slower").sum()) for old, new in pairs)
+
+    sigmas = compare.NOISE_FLOOR_SIGMAS
+    assert slower(0.0) >= 3  # without the floor: false alarms
+    assert slower(sigmas) == 0
+
+
+def test_a_change_of_every_cell_of_a_mode_is_still_found():
+    old, new = many_cells(dict.fromkeys(range(1, 13), 1.3))
+    assert (compare_runs(old, new)["verdict"] == "slower").all()
+
+
+def test_one_clearly_slower_cell_stands_out():
+    old, new = many_cells({5: 1.25}, spread=0.01)
+    table = compare_runs(old, new).set_index("batch")
+    assert table.loc[5, "verdict"] == "slower" and (table.drop(index=5)["verdict"] != "slower").all()

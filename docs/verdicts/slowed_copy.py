@@ -1,10 +1,11 @@
 """Make a copy of this checkout in which one cell is slower by a known amount (for docs/verdicts.md).
 
     python docs/verdicts/slowed_copy.py OUT --loss categorical_crossentropy --formulation fused \
-        --mode xla --batch 16 --delay-ms 1.4
+        --mode xla --pass forward --shape 16x512x512 --delay-ms 1.4
 
-The copy's ``segbench.loss_fn`` wraps the named loss x formulation x mode so that each call on a
-batch of ``--batch`` images busy-waits ``--delay-ms`` more: every other cell is the same code.
+The copy's ``segbench.loss_fn`` wraps the named loss x formulation x mode x pass so that each call
+on inputs of ``--shape`` (batch x height x width) busy-waits ``--delay-ms`` more: every other cell
+runs the same code as this checkout.
 Then ``segbench ab . OUT`` (or two ``segbench run``s and ``segbench compare``) should flag that
 cell, and only it.
 """
@@ -26,7 +27,7 @@ _original_loss_fn = loss_fn
 
 def loss_fn(loss, mode, **options):  # noqa: F811
     built = _original_loss_fn(loss, mode, **options)
-    if (loss, mode, built.formulation) != ({loss!r}, {mode!r}, {formulation!r}):
+    if (loss, mode, built.formulation, built.gradient) != ({loss!r}, {mode!r}, {formulation!r}, {gradient!r}):
         return built
     import time
 
@@ -34,7 +35,7 @@ def loss_fn(loss, mode, **options):  # noqa: F811
 
     def slowed(y_true, y_pred):
         result = call(y_true, y_pred)
-        if y_pred.shape[0] == {batch}:
+        if tuple(y_pred.shape[:3]) == {shape!r}:
             end = time.perf_counter() + {delay_s}
             while time.perf_counter() < end:
                 pass
@@ -52,7 +53,8 @@ def main() -> None:
     parser.add_argument("--loss", required=True)
     parser.add_argument("--formulation", required=True)
     parser.add_argument("--mode", required=True)
-    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--pass", dest="pass_", choices=["forward", "forward+backward"], required=True)
+    parser.add_argument("--shape", required=True, help="BATCHxHEIGHTxWIDTH, e.g. 16x512x512")
     parser.add_argument("--delay-ms", type=float, required=True)
     args = parser.parse_args()
     if args.out.exists():
@@ -69,11 +71,12 @@ def main() -> None:
             loss=args.loss,
             mode=args.mode,
             formulation=args.formulation,
-            batch=args.batch,
+            gradient=args.pass_ == "forward+backward",
+            shape=tuple(int(v) for v in args.shape.split("x")),
             delay_s=args.delay_ms / 1e3,
         )
     )
-    print(f"{args.out}: {args.loss}/{args.formulation}/{args.mode} at batch {args.batch} is {args.delay_ms} ms slower")
+    print(f"{args.out}: {args.loss}/{args.formulation}/{args.mode}/{args.pass_} at {args.shape}: +{args.delay_ms} ms")
 
 
 if __name__ == "__main__":

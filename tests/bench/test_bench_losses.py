@@ -23,8 +23,11 @@ WARMUP_ROUNDS = 5
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
         timing = not metafunc.config.getoption("benchmark_disable")
+        from segbench import plugins
+
+        plugins.load_all()  # $SEGBENCH_PLUGINS and installed packages' losses
         profile = get_profile(None if timing else "tiny")
-        cases = profile.sweep.cases()
+        cases = profile.resolved_sweep().cases()
         metafunc.parametrize("case", cases, ids=[c.name for c in cases])
         metafunc.parametrize("budget", [profile.budget], ids=[profile.name])
 

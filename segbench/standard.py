@@ -1,0 +1,118 @@
+"""The standard segmentation losses, registered through the public API (``segbench.register_loss``)
+like any user's loss, and loaded through the entry-point group ``segbench.losses``.
+
+Definitions (each per image n, over its pixels and classes; eps = 1e-7, Keras' ``epsilon()``):
+
+- ``soft_dice``: 1 - 2 sum(y p) / (sum(y) + sum(p) + eps). Keras' ``keras.losses.Dice`` with
+  ``axis=(1, 2, 3)``; its default ``axis=None`` pools the whole batch into one ratio instead, which
+  for one-hot labels and softmax predictions (every image's denominator is 2 H W) equals the
+  mean of the per-image values.
+- ``tversky``: 1 - TP / (TP + alpha sum((1 - p) y) + beta sum(p (1 - y)) + eps) with TP = sum(y p),
+  alpha = beta = 0.5 (then it equals soft Dice but for eps). Keras' ``keras.losses.Tversky`` with
+  ``axis=(1, 2, 3)``: note that Keras weights the missed foreground ``(1 - p) y`` by alpha, the
+  reverse of the usual "alpha weighs false positives".
+- ``categorical_focal_crossentropy``: per pixel, -sum_c alpha (1 - q_c)^gamma y_c log(q_c) with q
+  = clip(p / sum_c p, eps, 1 - eps), alpha = 0.25, gamma = 2 (Lin et al. 2017). Keras'
+  ``keras.losses.CategoricalFocalCrossentropy`` computes the same map (its defaults).
+- ``keras_categorical_crossentropy``: Keras' own ``keras.losses.CategoricalCrossentropy`` (the
+  per-pixel map, before its reduction), a peer of segbench's ``categorical_crossentropy`` to see
+  whether a hand-written loss beats the built-in. It differs from segbench's definition only in
+  first dividing p by its row sum, which is 1 for a softmax.
+
+Each has a numpy reference (the float64 oracle) and a TensorFlow implementation written here;
+``tests/test_standard.py`` checks both against Keras where the definitions coincide.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from segbench._constants import EPSILON
+from segbench.registry import register_loss
+
+ALPHA_TVERSKY = BETA_TVERSKY = 0.5
+ALPHA_FOCAL, GAMMA_FOCAL = 0.25, 2.0
+_IMAGE_AXES = (1, 2, 3)
+
+
+def soft_dice_numpy(y_true, y_pred):
+    intersection = (y_true * y_pred).sum(axis=_IMAGE_AXES)
+    return 1 - 2 * intersection / (y_true.sum(axis=_IMAGE_AXES) + y_pred.sum(axis=_IMAGE_AXES) + EPSILON)
+
+
+def soft_dice_tensorflow(y_true, y_pred):
+    import tensorflow as tf
+
+    intersection = tf.reduce_sum(y_true * y_pred, axis=_IMAGE_AXES)
+    union = tf.reduce_sum(y_true, axis=_IMAGE_AXES) + tf.reduce_sum(y_pred, axis=_IMAGE_AXES)
+    return 1 - 2 * intersection / (union + EPSILON)
+
+
+def tversky_numpy(y_true, y_pred):
+    tp = (y_true * y_pred).sum(axis=_IMAGE_AXES)
+    missed = ((1 - y_pred) * y_true).sum(axis=_IMAGE_AXES)
+    spurious = (y_pred * (1 - y_true)).sum(axis=_IMAGE_AXES)
+    return 1 - tp / (tp + ALPHA_TVERSKY * missed + BETA_TVERSKY * spurious + EPSILON)
+
+
+def tversky_tensorflow(y_true, y_pred):
+    import tensorflow as tf
+
+    tp = tf.reduce_sum(y_true * y_pred, axis=_IMAGE_AXES)
+    missed = tf.reduce_sum((1 - y_pred) * y_true, axis=_IMAGE_AXES)
+    spurious = tf.reduce_sum(y_pred * (1 - y_true), axis=_IMAGE_AXES)
+    return 1 - tp / (tp + ALPHA_TVERSKY * missed + BETA_TVERSKY * spurious + EPSILON)
+
+
+def focal_numpy(y_true, y_pred):
+    q = np.clip(y_pred / y_pred.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
+    return -(ALPHA_FOCAL * (1 - q) ** GAMMA_FOCAL * y_true * np.log(q)).sum(axis=-1)
+
+
+def focal_tensorflow(y_true, y_pred):
+    import tensorflow as tf
+
+    q = tf.clip_by_value(y_pred / tf.reduce_sum(y_pred, axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
+    return -tf.reduce_sum(ALPHA_FOCAL * (1 - q) ** GAMMA_FOCAL * y_true * tf.math.log(q), axis=-1)
+
+
+@functools.cache
+def _keras_cce():
+    import keras
+
+    return keras.losses.CategoricalCrossentropy(reduction=None)
+
+
+def keras_categorical_crossentropy(y_true, y_pred):
+    return _keras_cce()(y_true, y_pred)
+
+
+register_loss(
+    "soft_dice",
+    soft_dice_tensorflow,
+    numpy=soft_dice_numpy,
+    description="1 - 2 sum(y p) / (sum y + sum p + eps) per image (keras.losses.Dice, axis=(1, 2, 3))",
+    origin="segbench.standard",
+)
+register_loss(
+    "tversky",
+    tversky_tensorflow,
+    numpy=tversky_numpy,
+    description="1 - TP / (TP + 0.5 missed + 0.5 spurious + eps) per image (keras.losses.Tversky)",
+    origin="segbench.standard",
+)
+register_loss(
+    "categorical_focal_crossentropy",
+    focal_tensorflow,
+    numpy=focal_numpy,
+    description="-sum_c 0.25 (1 - q_c)^2 y_c log q_c per pixel (keras.losses.CategoricalFocalCrossentropy)",
+    origin="segbench.standard",
+)
+register_loss(
+    "keras_categorical_crossentropy",
+    keras_categorical_crossentropy,
+    description="Keras' own CategoricalCrossentropy: the peer of segbench's categorical_crossentropy",
+    origin="segbench.standard",
+)
