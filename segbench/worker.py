@@ -222,8 +222,11 @@ class _Server:
 
     @staticmethod
     def _case(key: dict[str, Any]) -> Any:
+        from segbench.registry import MODES
         from segbench.sweep import Case
 
+        if MODES[key["mode"]].backend == "tensorflow":  # a fresh worker's first TensorFlow cell
+            import_tensorflow_quietly()
         return Case(
             int(key["batch"]),
             int(key["height"]),
@@ -257,6 +260,8 @@ class _Server:
         if key not in self.runners:
             from segbench import device as devices
 
+            if uses_tensorflow:
+                import_tensorflow_quietly()
             target = devices.resolve(device, uses_tensorflow=uses_tensorflow)
             self.runners.clear()
             self.runners[key] = runner.Runner(target, TimerBudget(**budget), uses_tensorflow)
