@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench import compare, environment, stats
+from segbench.progress import Progress
 from segbench.results import ResultWriter, atomic_write_text
 from segbench.sweep import Case, Profile, Sweep
 from segbench.timing import Measurement
@@ -157,8 +158,6 @@ def run_ab(
         raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
     repo = repo or Path.cwd()
     round_s = profile.budget.min_run_time / profile.budget.min_rounds
-    from tqdm import tqdm
-
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segbench-ab-")))
         codes = [
@@ -179,11 +178,14 @@ def run_ab(
                     f"rounds in {visits} builds per side, alternating; results in {out}",
                     file=sys.stderr,
                 )
-                for case in tqdm(cases, unit="cell", disable=not progress, dynamic_ncols=True, file=sys.stderr):
+                bar = Progress(len(cases), "cell", enabled=progress)
+                for case in cases:
                     pair = _measure_pair(sides, case, visits, math.ceil(rounds / visits), round_s, device)
                     for label, rows in pair.items():
                         for row in rows:
                             writers[label].append({**row, "finished_at": environment.now()})
+                    bar.update(case.short_name)
+                bar.close()
         except RunInterruptedError as stop:
             for side in sides:
                 side.close(timeout=0)

@@ -239,7 +239,6 @@ def _oracle_arrays(loss: str, scene: Scene) -> dict[str, np.ndarray]:
 
 def _check_implementation(name, scene, loss, formulation, mode, pass_, references) -> list[dict]:
     dtype = scene.y_pred.dtype.name
-    pixels = scene.y_true.size // scene.y_true.shape[-1]
     gradient = pass_ == "forward+backward"
     rows = []
     for reduction in REDUCTIONS:
@@ -251,7 +250,7 @@ def _check_implementation(name, scene, loss, formulation, mode, pass_, reference
             rows.append(_row(name, loss, formulation, mode, pass_, dtype, f"{label}: {error}"[:200], np.inf))
             continue
         value = np.asarray(result[0] if gradient else result, dtype=np.float64)
-        tol = tolerance(dtype, terms=pixels if reduction != "none" else 1)
+        tol = tolerance(dtype, terms=_terms(loss, scene, reduction, value))
         rows.append(
             _row(name, loss, formulation, mode, pass_, dtype, label, _score(value, references[reduction], **tol))
         )
@@ -262,6 +261,15 @@ def _check_implementation(name, scene, loss, formulation, mode, pass_, reference
             score = _score(np.asarray(result[1], dtype=np.float64), expected, tol["rtol"], tol["atol"] * scale)
             rows.append(_row(name, loss, formulation, mode, pass_, dtype, f"grad_{reduction}", score))
     return rows
+
+
+def _terms(loss: str, scene: Scene, reduction: str, value: np.ndarray) -> int:
+    """How many input terms each compared number sums: segbench's losses sum C per pixel and then
+    the pixels; a registered loss may sum anything (per image, say), so all of an input's entries."""
+    entries = scene.y_true.size
+    if reduction == "none":
+        return max(1, entries // max(1, value.size)) if LOSSES[loss].user is not None else 1
+    return entries if LOSSES[loss].user is not None else entries // scene.y_true.shape[-1]
 
 
 def worst(report: pd.DataFrame) -> pd.DataFrame:

@@ -30,6 +30,7 @@ import numpy as np
 from segbench import device as devices
 from segbench import environment
 from segbench._constants import compute_dtype, tolerance
+from segbench.progress import Progress
 from segbench.registry import MODES
 from segbench.results import KEY_COLUMNS, ResultWriter
 from segbench.sweep import (
@@ -391,11 +392,9 @@ def run(
                 f"({target['name']}); results in {out_dir}",
                 file=sys.stderr,
             )
-            from tqdm import tqdm
-
-            bar = tqdm(todo, unit="visit", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+            bar = Progress(len(todo), "visit", enabled=progress)
             try:
-                for visit, case in bar:
+                for visit, case in todo:
                     key = _key(case.key())
                     if visit == 1:
                         row = first[key] = supervisor.measure(case)
@@ -406,8 +405,8 @@ def run(
                     else:
                         continue  # a cell that failed on its first visit is not visited again
                     supervisor.visit = visit
-                    bar.set_postfix_str(f"visit {visit}: {case.name}", refresh=False)
                     writer.append({**row, "visit": visit, "finished_at": environment.now()})
+                    bar.update(f"visit {visit}: {case.short_name}")
             finally:
                 bar.close()
     except RunInterruptedError as stop:

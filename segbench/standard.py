@@ -79,14 +79,15 @@ def focal_tensorflow(y_true, y_pred):
 
 
 @functools.cache
-def _keras_cce():
+def _keras_cce(dtype: str):
     import keras
 
-    return keras.losses.CategoricalCrossentropy(reduction=None)
+    # In the inputs' dtype: by default a Keras loss computes in its float32 policy, float64 inputs too.
+    return keras.losses.CategoricalCrossentropy(reduction=None, dtype=dtype)
 
 
 def keras_categorical_crossentropy(y_true, y_pred):
-    return _keras_cce()(y_true, y_pred)
+    return _keras_cce(y_pred.dtype.name)(y_true, y_pred)
 
 
 register_loss(

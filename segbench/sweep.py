@@ -69,6 +69,13 @@ class Case:
             f"b{self.batch}/{self.height}x{self.width}/c{self.classes}/{self.dtype}"
         )
 
+    @property
+    def short_name(self) -> str:
+        """A label that fits a progress line: the loss's initials, e.g. mac/fus/xla/f+b/b16/512x512."""
+        initials = "".join(word[0] for word in self.loss.split("_"))
+        pass_ = "fwd" if self.pass_ == "forward" else "f+b"
+        return f"{initials}/{self.formulation[:3]}/{self.mode}/{pass_}/b{self.batch}/{self.height}x{self.width}"
+
     def key(self) -> dict[str, Any]:
         """The columns that identify this cell in a results table."""
         return {
