@@ -233,6 +233,87 @@ def summary(frame: pd.DataFrame, fmt: str = "terminal") -> str:
     return "\n".join(parts)
 
 
+def human_time(seconds: float) -> str:
+    """A time in the unit that suits it: 85 µs, 8.7 ms, 1.2 s."""
+    if seconds is None or pd.isna(seconds):
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def human_calls(calls: float) -> str:
+    """A break-even call count as a person reads it: an integer, or never."""
+    if calls is None or pd.isna(calls):
+        return "-"
+    return "never" if math.isinf(calls) else f"{int(calls):d}"
+
+
+def _short_loss(loss: str) -> str:
+    return loss.replace("crossentropy", "ce")
+
+
+def brief(frame: pd.DataFrame) -> str:
+    """The end of segbench run: what a person reads in ten seconds, within 100 columns.
+
+    Per loss, formulation and shape (forward): the fastest mode and its time, XLA against eager
+    forward and forward+backward, the fastest mode's fraction of the read ceiling, and after how
+    many calls XLA's compile has paid off. The full tables are ``segbench compare RUN``.
+    """
+    device = ", ".join(sorted(set(frame["device_name"].dropna().astype(str)))) or "unknown device"
+    lines = [f"{len(frame)} cells, {int((frame['status'] == 'ok').sum())} ok, on {device}"]
+    forward = speedup_table(frame, "forward")
+    if forward.empty:
+        return "\n".join([*lines, "no forward cell ran: see segbench compare RUN"])
+    both = speedup_table(frame, "forward+backward")
+    compile_ = compile_table(frame)
+    key = ["loss", "formulation", "batch", "resolution"]
+    with_grad = both.set_index(key)["xla x"] if "xla x" in both else pd.Series(dtype=float)
+    pays = compile_[compile_["pass"] == "forward"].set_index(key) if len(compile_) else pd.DataFrame()
+    rows = []
+    for _, row in forward.iterrows():
+        index = tuple(row[k] for k in key)
+        rows.append(
+            {
+                "loss": f"{_short_loss(row['loss'])}/{row['formulation'][:3]}",
+                "shape": f"b{row['batch']} {row['resolution']}",
+                "fastest": row["best"],
+                "time": human_time(row["best ms"] / 1e3),
+                "XLA x": f"{row['xla x']:.1f}" if "xla x" in row and pd.notna(row["xla x"]) else "-",
+                "+grad": f"{with_grad.get(index, math.nan):.1f}" if index in with_grad.index else "-",
+                "%ceil": f"{row['% ceiling']:.0f}" if pd.notna(row["% ceiling"]) else "-",
+                "XLA pays": human_calls(pays["xla break-even calls"].get(index, math.nan))
+                if "xla break-even calls" in pays
+                else "-",
+            }
+        )
+    lines.append("forward, per loss and shape. XLA x: XLA's speedup over eager (+grad: with the gradient);")
+    lines.append("%ceil: the fastest mode's share of the read ceiling; XLA pays: calls until its compile paid off")
+    lines.append(pd.DataFrame(rows).to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+    ceilings = ceiling_table(frame)
+    if len(ceilings):
+        largest = ceilings.iloc[-1]
+        lines.append(
+            f"read ceiling at b{largest['batch']} {largest['resolution']}: {largest['ceiling GB/s']:.1f} GB/s "
+            f"({largest['set by']})"
+        )
+    warning = ceiling_warning(frame)
+    if warning:
+        lines.append(warning)
+    off = int(((frame["status"] == "ok") & (frame["within_tolerance"] == False)).sum())  # noqa: E712
+    if off:
+        lines.append(f"{off} cell(s) NOT within the oracle's tolerance: see segbench compare RUN")
+    bad = failures(frame)
+    if len(bad):
+        lines.append(
+            f"{len(bad)} cell(s) did not run ({', '.join(sorted(set(bad['status'])))}): see segbench compare RUN"
+        )
+    lines.append("every table, per pass and mode: segbench compare RUN [--format markdown|csv]")
+    return "\n".join(lines)
+
+
 def _samples(row: pd.Series) -> list[float]:
     """The raw per-call times of a row (one per round), or its median alone if none were stored."""
     raw = row.get("raw_times_s")

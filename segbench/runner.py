@@ -487,8 +487,8 @@ def _command(args: argparse.Namespace) -> int:
     from segbench import compare, results
 
     frame = results.load(out_dir)
-    print(compare.summary(frame, fmt=args.format))
-    print(f"\nSaved {len(frame)} cells to {out_dir}/ (results.parquet, results.csv, cells.jsonl, run.json)")
+    print(compare.brief(frame) if args.format == "terminal" else compare.summary(frame, fmt=args.format))
+    print(f"\nSaved {len(frame)} cells (cells.jsonl, results.parquet, results.csv, run.json) to {out_dir}/")
     return 0
 
 

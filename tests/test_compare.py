@@ -182,3 +182,10 @@ def test_one_clearly_slower_cell_stands_out():
     old, new = many_cells({5: 1.25}, spread=0.01)
     table = compare_runs(old, new).set_index("batch")
     assert table.loc[5, "verdict"] == "slower" and (table.drop(index=5)["verdict"] != "slower").all()
+
+
+def test_people_read_times_in_their_unit_and_calls_as_integers():
+    from segbench.compare import human_calls, human_time
+
+    assert [human_time(t) for t in (85e-6, 8.72e-3, 1.234)] == ["85 µs", "8.72 ms", "1.23 s"]
+    assert [human_calls(c) for c in (20000.0, math.inf, 1.0)] == ["20000", "never", "1"]
