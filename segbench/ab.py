@@ -257,7 +257,7 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from segbench.runner import add_grid_options
+    from segbench.runner import add_grid_options, add_measuring_options
 
     parser = commands.add_parser(
         "ab",
@@ -278,8 +278,5 @@ def register(commands: argparse._SubParsersAction) -> None:
         help=f"fresh builds of each cell per side, the rounds split among them (default {DEFAULT_VISITS})",
     )
     compare.add_verdict_options(parser)
-    parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu, gpu or gpu:N")
-    parser.add_argument("--out", help="output directory (default: results/ab/<run id>)")
-    parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_measuring_options(parser, out_help="output directory (default: results/ab/<run id>)")
     parser.set_defaults(handler=_command)

@@ -488,7 +488,7 @@ def add_verdict_options(parser: argparse.ArgumentParser) -> None:
         "--alpha",
         type=float,
         default=stats.DEFAULT_ALPHA,
-        help=f"significance level of the Mann-Whitney U test (default {stats.DEFAULT_ALPHA})",
+        help=f"significance level of the per-cell test (default {stats.DEFAULT_ALPHA})",
     )
 
 

@@ -512,11 +512,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_grid_options(parser)
-    parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu, gpu or gpu:N")
-    parser.add_argument("--out", help="run directory (default: results/runs/<run id>)")
+    add_measuring_options(parser, out_help="run directory (default: results/runs/<run id>)")
     parser.add_argument("--resume", action="store_true", help="continue --out (default: the latest run)")
-    parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
     parser.add_argument("--shard", help="K/N: run only the K-th of N parts of the sweep (combine with segbench merge)")
     parser.add_argument("--list", action="store_true", help="print the cells of the sweep and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_command)
+
+
+def add_measuring_options(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The options every command that measures shares (segbench run, segbench ab)."""
+    parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu, gpu or gpu:N")
+    parser.add_argument("--out", help=out_help)
+    parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
