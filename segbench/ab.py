@@ -30,9 +30,16 @@ from typing import Any
 from segbench import compare, environment, stats
 from segbench.progress import Progress
 from segbench.results import ResultWriter, atomic_write_text
+from segbench.runner import failure_columns
 from segbench.sweep import Case, Profile, Sweep
 from segbench.timing import Measurement
-from segbench.worker import RunInterruptedError, Worker, WorkerDiedError, WorkerError, stop_on_signals
+from segbench.worker import (
+    RunInterruptedError,
+    SupervisedWorker,
+    WorkerDiedError,
+    WorkerError,
+    stop_on_signals,
+)
 
 DEFAULT_ROUNDS = 20
 DEFAULT_VISITS = 5
@@ -83,26 +90,12 @@ def checkout(ref: str, label: str, repo: Path, scratch: Path) -> Iterator[CodeUn
             _git("worktree", "remove", "--force", str(tree), cwd=repo)
 
 
-class Side:
-    """A warm worker for one side, restarted if a cell kills it."""
+class Side(SupervisedWorker):
+    """The warm worker of one side (restarted if a cell kills it), and which code it measures."""
 
-    def __init__(self, code: CodeUnderTest, device: str):
-        self.code, self.device = code, device
-        self.worker: Worker | None = None
-
-    def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        if self.worker is None or self.worker.process.poll() is not None:
-            self.worker = Worker.start(self.code.root)
-        try:
-            return self.worker.request(op, **fields)
-        except WorkerDiedError:
-            self.worker = None
-            raise
-
-    def close(self, timeout: float = 5.0) -> None:
-        if self.worker is not None:
-            self.worker.stop(timeout)
-            self.worker = None
+    def __init__(self, code: CodeUnderTest):
+        super().__init__(code.root)
+        self.tested, self.label = code, code.label
 
 
 def interleave(
@@ -116,16 +109,16 @@ def interleave(
     """
     key = case.key()
     calls = None
-    records: dict[str, list[dict[str, Any]]] = {side.code.label: [] for side in sides}
+    records: dict[str, list[dict[str, Any]]] = {side.label: [] for side in sides}
     for visit in range(visits):
-        first = {side.code.label: side.request("prepare", case=key, device=device)["first_call_s"] for side in sides}
+        first = {side.label: side.request("prepare", case=key, device=device)["first_call_s"] for side in sides}
         if calls is None:
             calls = sides[0].request("calibrate", case=key, round_s=round_s)["calls"]
-        times: dict[str, list[float]] = {side.code.label: [] for side in sides}
+        times: dict[str, list[float]] = {side.label: [] for side in sides}
         for turn in range(rounds):
             order = sides if (turn + visit) % 2 == 0 else sides[::-1]
             for side in order:
-                times[side.code.label] += side.request("rounds", case=key, calls=calls, rounds=1)["times"]
+                times[side.label] += side.request("rounds", case=key, calls=calls, rounds=1)["times"]
         for label, samples in times.items():
             records[label].append({"first_call_s": first[label], "times": samples, "calls": calls})
     return records
@@ -163,15 +156,15 @@ def run_ab(
         codes = [
             stack.enter_context(checkout(ref, label, repo, scratch)) for ref, label in ((ref_a, "A"), (ref_b, "B"))
         ]
-        sides = (Side(codes[0], device), Side(codes[1], device))
+        sides = (Side(codes[0]), Side(codes[1]))
         writers: dict[str, ResultWriter] = {}
         try:
             with stop_on_signals():
                 for side in sides:
                     meta = side.request("hello", device=device, profile=profile.name)["meta"]
-                    meta.update(source="segbench ab", git_commit=side.code.commit or meta.get("git_commit"))
+                    meta.update(source="segbench ab", git_commit=side.tested.commit or meta.get("git_commit"))
                     meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}
-                    writers[side.code.label] = stack.enter_context(ResultWriter(out / side.code.label, meta))
+                    writers[side.label] = stack.enter_context(ResultWriter(out / side.label, meta))
                 print(
                     f"segbench ab: A = {ref_a} ({(codes[0].commit or 'directory')[:10]}), "
                     f"B = {ref_b} ({(codes[1].commit or 'directory')[:10]}); {len(cases)} cells x {rounds} "
@@ -207,11 +200,10 @@ def _measure_pair(
     try:
         records = interleave(sides, case, visits, rounds, round_s, device)
     except WorkerDiedError as died:
-        return {s.code.label: [{**base, "status": "killed", "error": str(died), "visit": 1}] for s in sides}
+        return {s.label: [{**base, "status": "killed", "error": str(died), "visit": 1}] for s in sides}
     except WorkerError as error:
-        status = "oom" if "ResourceExhausted" in error.kind or error.kind == "MemoryError" else "error"
-        text = f"{error.kind}: {error.message}".splitlines()[0][:500]
-        return {s.code.label: [{**base, "status": status, "error": text, "visit": 1}] for s in sides}
+        failure = failure_columns(error.kind, error.message)
+        return {s.label: [{**base, **failure, "visit": 1}] for s in sides}
     rows: dict[str, list[dict[str, Any]]] = {}
     for label, visits_done in records.items():
         rows[label] = []

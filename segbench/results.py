@@ -114,21 +114,18 @@ def aggregate_visits(frame: pd.DataFrame) -> pd.DataFrame:
         if base.get("status") != "ok" or len(group) == 1:
             rows.append({**base, "visits": len(ok) if base.get("status") == "ok" else 0})
             continue
+        from segbench.timing import Measurement
+
         times = [t for raw in ok["raw_times_s"] for t in json.loads(raw)]
-        median = float(np.median(times))
-        q1, q3 = np.percentile(times, [25, 75])
+        first_call = float(np.median(pd.to_numeric(ok["compile_s"])))
+        calls = base.get("calls_per_round")
+        pooled = Measurement(tuple(times), int(calls) if pd.notna(calls) else None, first_call, 0)
+        median = pooled.median
         failed = group[group["status"] != "ok"]
         base.update(
+            pooled.columns(),
             visits=len(ok),
-            raw_times_s=json.dumps(times),
             visit_medians_s=json.dumps([float(np.median(json.loads(raw))) for raw in ok["raw_times_s"]]),
-            median_s=median,
-            iqr_s=float(q3 - q1),
-            mean_s=float(np.mean(times)),
-            min_s=float(np.min(times)),
-            rounds=len(times),
-            value=median,
-            compile_s=float(np.median(pd.to_numeric(ok["compile_s"]))),
         )
         if "pixels_per_s" in base and pd.notna(base.get("batch")):
             base["pixels_per_s"] = base["batch"] * base["height"] * base["width"] / median

@@ -47,7 +47,7 @@ from segbench.sweep import (
     shard_cases,
 )
 from segbench.timing import Measurement, measure, time_rounds, warm_up
-from segbench.worker import RunInterruptedError, Worker, WorkerDiedError, WorkerError, stop_on_signals
+from segbench.worker import RunInterruptedError, SupervisedWorker, WorkerDiedError, WorkerError, stop_on_signals
 
 DEFAULT_RESULTS = Path("results") / "runs"
 ORACLE_MAX_ELEMENTS = 2**25  # beyond this the float64 oracle would need gigabytes: not computed
@@ -151,15 +151,15 @@ def bytes_moved(case: Case, scene: Any) -> int:
     return moved + (scene.y_pred.nbytes if case.gradient else 0)
 
 
-def _error_text(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}".strip()
-    return text.splitlines()[0][:500] if text else type(error).__name__
+def failure_columns(kind: str, message: str) -> dict[str, str]:
+    """``status`` (oom or error) and ``error`` (its first line) of a cell that raised ``kind``."""
+    oom = kind in ("MemoryError", "ResourceExhaustedError") or "out of memory" in message.lower()
+    text = f"{kind}: {message}".strip()
+    return {"status": "oom" if oom else "error", "error": text.splitlines()[0][:500] if text else kind}
 
 
-def _is_oom(error: BaseException) -> bool:
-    if isinstance(error, MemoryError):
-        return True
-    return type(error).__name__ == "ResourceExhaustedError" or "out of memory" in str(error).lower()
+def _failure(error: BaseException) -> dict[str, str]:
+    return failure_columns(type(error).__name__, str(error))
 
 
 def _host_memory_available() -> int | None:
@@ -235,7 +235,7 @@ class Runner:
         except KeyboardInterrupt:
             raise
         except Exception as error:  # a failing cell is a result too: record it and go on
-            row.update(status="oom" if _is_oom(error) else "error", error=_error_text(error))
+            row.update(_failure(error))
         return row
 
     def revisit(self, case: Case, calls: int, rounds: int) -> dict[str, Any]:
@@ -252,7 +252,7 @@ class Runner:
                 times = time_rounds(prepared.run, prepared.sync, calls, rounds)
             row.update(Measurement(tuple(times), calls, first_call_s, warmup).columns(), status="ok")
         except Exception as error:
-            row.update(status="oom" if _is_oom(error) else "error", error=_error_text(error))
+            row.update(_failure(error))
         return row
 
     def _measure(self, case: Case) -> dict[str, Any]:
@@ -289,19 +289,14 @@ class CellSupervisor:
     """Sends cells to a warm worker process and starts a fresh one when a cell kills it."""
 
     def __init__(self, device: str, uses_tensorflow: bool, budget: TimerBudget, code: str | None = None):
-        self.device, self.uses_tensorflow, self.budget, self.code = device, uses_tensorflow, budget, code
-        self.worker: Worker | None = None
+        self.device, self.uses_tensorflow, self.budget = device, uses_tensorflow, budget
+        self.worker = SupervisedWorker(code)
         self.visit = 1  # the visit the current worker serves
-
-    def _worker(self) -> Worker:
-        if self.worker is None or self.worker.process.poll() is not None:
-            self.worker = Worker.start(self.code)
-        return self.worker
 
     def hello(self, profile: str) -> dict[str, Any]:
         """The device and the run's environment, as the worker sees them."""
         try:
-            return self._worker().request(
+            return self.worker.request(
                 "hello", device=self.device, uses_tensorflow=self.uses_tensorflow, profile=profile
             )
         except WorkerDiedError as died:
@@ -310,7 +305,7 @@ class CellSupervisor:
     def _request(self, op: str, case: Case, **fields: Any) -> dict[str, Any]:
         """One row from the worker; a worker that dies gives a row with status ``killed`` saying how."""
         try:
-            return self._worker().request(
+            return self.worker.request(
                 op,
                 case=case.key(),
                 budget=dataclasses.asdict(self.budget.per_visit()),
@@ -319,7 +314,6 @@ class CellSupervisor:
                 **fields,
             )["row"]
         except WorkerDiedError as died:
-            self.worker = None
             return {**case.key(), "benchmark": "segbench run", "status": "killed", "error": str(died)}
 
     def measure(self, case: Case) -> dict[str, Any]:
@@ -332,13 +326,11 @@ class CellSupervisor:
 
     def restart(self) -> None:
         """A fresh worker process for the next visit, so that visits sample processes too."""
-        self.close()
+        self.worker.close()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker; ``timeout=0`` kills one that is busy measuring (on an interrupt)."""
-        if self.worker is not None:
-            self.worker.stop(timeout)
-            self.worker = None
+        self.worker.close(timeout)
 
 
 def run(

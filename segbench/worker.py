@@ -57,7 +57,10 @@ def describe_exit(returncode: int | None, oom_kills_before: int | None = None) -
     if returncode is None:
         return "the worker stopped answering"
     if returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else -returncode
+        try:
+            name: str | int = signal.Signals(-returncode).name
+        except ValueError:
+            name = -returncode
         text = f"the worker was killed by signal {name}"
         after = _cgroup_oom_kills()
         if returncode == -signal.SIGKILL and oom_kills_before is not None and after and after > oom_kills_before:
@@ -149,6 +152,29 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SupervisedWorker:
+    """A warm worker, started on first use and again after one dies (the caller records how)."""
+
+    def __init__(self, code: str | os.PathLike[str] | None = None):
+        self.code = code
+        self.worker: Worker | None = None
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self.worker is None or self.worker.process.poll() is not None:
+            self.worker = Worker.start(self.code)
+        try:
+            return self.worker.request(op, **fields)
+        except WorkerDiedError:
+            self.worker = None
+            raise
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker; ``timeout=0`` kills one that is busy measuring (on an interrupt)."""
+        if self.worker is not None:
+            self.worker.stop(timeout)
+            self.worker = None
 
 
 class WorkerError(RuntimeError):
@@ -286,21 +312,25 @@ class _Server:
         start = time.perf_counter()
         prepared = spec.prepare(device)
         first_call_s = time.perf_counter() - start
-        self.prepared[tuple(sorted(case.items()))] = prepared
+        self.prepared[_key(case)] = prepared
         return {"first_call_s": first_call_s, "value": prepared.first_value}
 
     def rounds(self, case: dict, calls: int, rounds: int) -> dict:
         """``rounds`` timed rounds of ``calls`` calls each of a prepared case: per-call seconds."""
-        prepared = self.prepared[tuple(sorted(case.items()))]
+        prepared = self.prepared[_key(case)]
         with prepared.scope():
             times = self.timer.time_rounds(prepared.run, prepared.sync, calls, rounds)
         return {"times": times}
 
     def calibrate(self, case: dict, round_s: float) -> dict:
         """How many calls make a round of about ``round_s`` seconds for a prepared case."""
-        prepared = self.prepared[tuple(sorted(case.items()))]
+        prepared = self.prepared[_key(case)]
         with prepared.scope():
             return {"calls": self.timer.calls_for(prepared.run, prepared.sync, round_s)}
+
+
+def _key(case: dict[str, Any]) -> tuple:
+    return tuple(sorted(case.items()))
 
 
 REQUESTS = ("hello", "cell", "revisit", "prepare", "rounds", "calibrate")
