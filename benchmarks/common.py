@@ -22,7 +22,9 @@ plugins.load_all()  # losses of installed packages and of $SEGBENCH_PLUGINS (asv
 PROFILE: Profile = get_profile()
 SWEEP = PROFILE.resolved_sweep()
 
-PARAM_NAMES = ["loss", "formulation", "mode", "pass", "batch", "resolution", "classes", "dtype"]
+# The profile is a parameter (one value) so that every asv result records which sweep it belongs
+# to; a matrix variable (env_nobuild) would also record it but would override $SEGBENCH_PROFILE.
+PARAM_NAMES = ["loss", "formulation", "mode", "pass", "batch", "resolution", "classes", "dtype", "profile"]
 PARAMS = [
     list(SWEEP.losses),
     list(SWEEP.formulations),
@@ -32,6 +34,7 @@ PARAMS = [
     [f"{h}x{w}" for h, w in SWEEP.resolutions],
     list(SWEEP.classes),
     list(SWEEP.dtypes),
+    [PROFILE.name],
 ]
 LARGEST = (max(SWEEP.batches), *max(SWEEP.resolutions, key=lambda r: r[0] * r[1]))
 """(batch, height, width) of the profile's largest shape."""
@@ -48,8 +51,9 @@ def largest_shape() -> dict[str, list]:
     return {"batch": [batch], "resolution": [f"{height}x{width}"], "classes": [SWEEP.classes[0]]}
 
 
-def make_case(loss, formulation, mode, pass_, batch, resolution, classes, dtype) -> Case:
-    """The sweep's case for these asv params; NotImplementedError (asv's skip) if it cannot run."""
+def make_case(loss, formulation, mode, pass_, batch, resolution, classes, dtype, profile=None) -> Case:
+    """The sweep's case for these asv params; NotImplementedError (asv's skip) if it cannot run.
+    ``profile`` only labels the result (the params come from the profile already)."""
     height, width = (int(v) for v in resolution.split("x"))
     case = Case(int(batch), height, width, int(classes), dtype, loss, formulation, mode, pass_)
     reason = case.unsupported_reason()

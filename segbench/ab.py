@@ -176,7 +176,9 @@ def run_ab(
                     pair = _measure_pair(sides, case, visits, math.ceil(rounds / visits), round_s, device)
                     for label, rows in pair.items():
                         for row in rows:
-                            writers[label].append({**row, "finished_at": environment.now()})
+                            writers[label].append(
+                                {**row, "finished_at": environment.now(), "load_avg_end": environment.load_average()}
+                            )
                     bar.update(case.short_name)
                 bar.close()
         except RunInterruptedError as stop:

@@ -297,17 +297,36 @@ def _command(args: argparse.Namespace) -> int:
         if loss not in LOSSES:
             raise ValueError(f"--loss: unknown loss {loss!r}; expected one of: {', '.join(LOSSES)}")
     report = run_check(table, modes=modes, scenarios=scenarios, losses=losses)
-    from segbench.compare import render
-
-    print(render(worst(report).head(args.top), "terminal"))
+    print("The worst check of each loss, formulation, mode and pass (x tol: its difference in tolerances):")
+    print(_render(worst(report).head(args.top), args))
     bad = report[~report["ok"]]
     print(
         f"\n{len(report)} checks on {report['scenario'].nunique()} scenarios: "
         f"{len(bad)} mismatch{'es' if len(bad) != 1 else ''} (tolerances per dtype in segbench/_constants.py)"
     )
     if len(bad):
-        print(render(bad.head(50), "terminal"), file=sys.stderr)
+        print(_render(bad.head(50), args), file=sys.stderr)
     return 1 if len(bad) else 0
+
+
+def _render(report: pd.DataFrame, args: argparse.Namespace) -> str:
+    """Check rows in the style of every segbench table; in a terminal, short names within 100 columns."""
+    from segbench import tables
+
+    if args.format == "terminal":
+        report = pd.DataFrame(
+            {
+                "scenario": report["scenario"],
+                "loss": report["loss"].map(tables.short_loss),
+                "form": report["formulation"],
+                "mode": report["mode"],
+                "pass": report["pass"].replace({"forward+backward": "f+b", "forward": "fwd"}),
+                "dtype": report["dtype"],
+                "quantity": report["quantity"].str.slice(0, 40),
+                "x tol": report["x tolerance"],
+            }
+        )
+    return tables.render(report, args.format, columns=args.columns, drop_first=["scenario", "dtype"])
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -323,4 +342,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--loss", help="comma-separated losses to check (default: all)")
     parser.add_argument("--top", type=int, default=12, help="rows of the worst-differences table to print")
     parser.add_argument("--regenerate", action="store_true", help="rewrite the table from the oracle (see above)")
+    from segbench.compare import add_output_options
+
+    add_output_options(parser)
     parser.set_defaults(handler=_command)

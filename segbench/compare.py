@@ -18,11 +18,12 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from segbench import stats
+from segbench import stats, tables
 from segbench.results import KEY_COLUMNS
 
 SHAPE_COLUMNS = ["batch", "resolution", "classes", "dtype"]
@@ -182,54 +183,155 @@ def _constant_columns(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return table.drop(columns=constant), note
 
 
-def render(table: pd.DataFrame, fmt: str, floatfmt: str = ".3g") -> str:
-    if fmt == "csv":
-        return table.to_csv(index=False)
-    tablefmt = "github" if fmt == "markdown" else "simple"
-    return table.to_markdown(index=False, tablefmt=tablefmt, floatfmt=floatfmt)
+# In a terminal, what goes first when a table is too wide: the ratios against numpy, then numpy's.
+DROP_FIRST = [
+    "function /numpy x",
+    "xla /numpy x",
+    "numpy x",
+    "numpy first call s",
+    "eager first call s",
+    "fn /numpy x",
+    "numpy 1st",
+    "eager 1st",
+    "fn 1st",
+]
+
+
+def _for_people(table: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    """In a terminal, shorter loss names (crossentropy -> ce); Markdown and CSV keep them whole."""
+    if fmt == "terminal" and "loss" in table:
+        table = table.assign(loss=table["loss"].map(tables.short_loss))
+    return table
+
+
+def render(table: pd.DataFrame, fmt: str, columns: Sequence[str] | None = None) -> str:
+    """A table of segbench compare, in the one style of segbench's commands (segbench.tables)."""
+    return tables.render(_for_people(table, fmt), fmt, columns=columns, drop_first=DROP_FIRST)
+
+
+def _selected(table: pd.DataFrame, columns: Sequence[str] | None) -> Sequence[str] | None:
+    """Of the chosen columns, those this table has (None: all of them)."""
+    return None if columns is None else [c for c in columns if c in table.columns]
 
 
 def _heading(text: str, fmt: str) -> str:
-    return f"\n### {text}\n" if fmt == "markdown" else f"\n== {text} ==\n"
+    return f"\n### {text}\n" if fmt == "markdown" else "\n" + tables.wrap(f"== {text} ==") + "\n"
 
 
-def summary(frame: pd.DataFrame, fmt: str = "terminal") -> str:
-    """The comparison of one run (or concatenated runs), as text, Markdown or CSV."""
-    parts = []
-    device = ", ".join(sorted(set(frame["device_name"].dropna().astype(str)))) or "unknown device"
-    if fmt != "csv":
-        parts.append(f"{len(frame)} cells, {int((frame['status'] == 'ok').sum())} ok; devices: {device}")
+def _terminal_speedups(table: pd.DataFrame) -> pd.DataFrame:
+    """speedup_table for a terminal: one shape column, times in their unit, short headings."""
+    out = pd.DataFrame(
+        {
+            "loss": table["loss"],
+            "form": table["formulation"],
+            "shape": [f"b{b} {r}" for b, r in zip(table["batch"], table["resolution"], strict=True)],
+        }
+    )
+    if "eager ms" in table:
+        out["eager"] = [human_time(v / 1e3) for v in table["eager ms"]]
+    for column in table.columns:
+        if column.endswith(" x"):
+            out[column.replace("function", "fn")] = table[column]
+    out["best"] = table["best"]
+    out["time"] = [human_time(v / 1e3) for v in table["best ms"]]
+    out["%ceil"] = [f"{v:.0f}" if pd.notna(v) else "-" for v in table["% ceiling"]]
+    return out
+
+
+def _terminal_compile(table: pd.DataFrame) -> pd.DataFrame:
+    """compile_table for a terminal: first calls in their unit, break-even calls as integers or never."""
+    out = pd.DataFrame(
+        {
+            "loss": table["loss"],
+            "form": table["formulation"],
+            "pass": table["pass"].replace({"forward+backward": "f+b", "forward": "fwd"}),
+            "shape": [f"b{b} {r}" for b, r in zip(table["batch"], table["resolution"], strict=True)],
+        }
+    )
+    for column in table.columns:
+        if column.endswith(" first call s"):
+            out[column.replace(" first call s", "").replace("function", "fn") + " 1st"] = [
+                human_time(v) for v in table[column]
+            ]
+    for column in table.columns:
+        if column.endswith(" break-even calls"):
+            out[column.replace(" break-even calls", "").replace("function", "fn") + " pays"] = [
+                human_calls(v) for v in table[column]
+            ]
+    return out
+
+
+TERMINAL_DROP_FIRST = ["fn /numpy x", "xla /numpy x", "numpy x", "numpy 1st", "eager 1st", "fn 1st"]
+
+
+def summary(frame: pd.DataFrame, fmt: str = "terminal", columns: Sequence[str] | None = None) -> str:
+    """The comparison of one run (or concatenated runs), as text, Markdown or CSV; ``columns``
+    keeps only those columns (each table shows the ones it has; a table with none is left out)."""
+    terminal = fmt == "terminal"
+    sections: list[tuple[str | None, pd.DataFrame]] = []
     for pass_ in ("forward", "forward+backward"):
         table = speedup_table(frame, pass_)
-        if len(table):
-            if fmt == "csv":
-                table.insert(0, "pass", pass_)
-                parts.append(render(table, fmt))
-            else:
-                table, note = _constant_columns(table)
-                parts.append(_heading(f"{pass_}, {note}: speedup over eager (x, >1 is faster); best mode", fmt))
-                parts.append(render(table, fmt))
+        if not len(table):
+            continue
+        if fmt == "csv":
+            table.insert(0, "pass", pass_)
+            sections.append((None, table))
+            continue
+        table, note = _constant_columns(table)
+        what = "time of the fastest mode, its % of the read ceiling" if terminal else "best mode"
+        sections.append(
+            (
+                f"{pass_}, {note}: speedup over eager (x, >1 is faster); {what}",
+                _terminal_speedups(table) if terminal else table,
+            )
+        )
     if fmt != "csv":
         table, note = _constant_columns(compile_table(frame))
         if len(table):
-            parts.append(_heading(f"first call (trace + compile), {note}; break-even calls vs eager", fmt))
-            parts.append(render(table, fmt))
+            sections.append(
+                (
+                    f"first call (trace + compile), {note}; calls until compiling paid off against eager",
+                    _terminal_compile(table) if terminal else table,
+                )
+            )
         table, note = _constant_columns(ceiling_table(frame))
         if len(table):
-            parts.append(_heading(f"read ceiling: the fastest read of both inputs found in this run, {note}", fmt))
-            parts.append(render(table, fmt))
+            sections.append((f"read ceiling: the fastest read of both inputs found in this run, {note}", table))
+    if columns:
+        known = dict.fromkeys(c for _, table in sections for c in table.columns)
+        unknown = [c for c in columns if c not in known]
+        if unknown:
+            raise ValueError(
+                f"--columns: no table has {', '.join(map(repr, unknown))}; the columns are: {', '.join(known)}"
+            )
+    parts = []
+    if fmt != "csv":
+        device = ", ".join(sorted(set(frame["device_name"].dropna().astype(str)))) or "unknown device"
+        parts.append(f"{len(frame)} cells, {int((frame['status'] == 'ok').sum())} ok; devices: {device}")
+    for heading, table in sections:
+        chosen = _selected(table, columns)
+        if chosen is not None and not chosen:
+            continue
+        if heading is not None:
+            parts.append(_heading(heading, fmt))
+        parts.append(render(table, fmt, chosen))
+    if fmt != "csv":
         warning = ceiling_warning(frame)
         if warning:
-            parts.append("\n" + warning)
+            parts.append("\n" + tables.wrap(warning))
+        label = short_cell_label if terminal else cell_label
         off = frame[(frame["status"] == "ok") & (frame["within_tolerance"] == False)]  # noqa: E712 (NA-aware)
         if len(off):
             parts.append(_heading("cells whose loss is NOT within the tolerance of the float64 oracle", fmt))
-            shown = off.assign(cell=[cell_label(r) for _, r in off.iterrows()])
+            shown = off.assign(cell=[label(r) for _, r in off.iterrows()])
             parts.append(render(shown[["cell", "loss_value", "oracle_value", "oracle_abs_diff", "oracle_rtol"]], fmt))
         bad = failures(frame)
         if len(bad):
             parts.append(_heading("cells that did not run", fmt))
-            parts.append(render(bad, fmt))
+            shown = bad.assign(cell=[label(r) for _, r in bad.iterrows()])
+            if terminal:
+                shown["error"] = shown["error"].fillna("").str.slice(0, 40)
+            parts.append(render(shown[["cell", "status", "error"]], fmt))
     return "\n".join(parts)
 
 
@@ -418,15 +520,26 @@ VERDICT_COLUMNS = [
 ]
 
 
-def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
-    """compare_runs' table as people read it: one label per cell, times in ms, the ratio's interval."""
+def short_cell_label(row: pd.Series | dict) -> str:
+    """A cell's name within 50 columns: ce/blocked/xla/f+b b16 512x512 (classes, dtype left out)."""
+    pass_ = "f+b" if row["pass"] == "forward+backward" else "fwd"
+    return (
+        f"{tables.short_loss(row['loss'])}/{row['formulation']}/{row['mode']}/{pass_} "
+        f"b{row['batch']} {row['height']}x{row['width']}"
+    )
+
+
+def verdict_table(table: pd.DataFrame, fmt: str = "csv") -> pd.DataFrame:
+    """compare_runs' table as people read it: one label per cell, times in ms, the ratio's interval.
+    In a terminal the label is short, and the classes and dtype, if one value, go to the heading."""
     interval = [
         "n/a" if math.isnan(lo) else f"{lo:.3f}-{hi:.3f}"
         for lo, hi in zip(table["ratio_low"], table["ratio_high"], strict=True)
     ]
+    label = short_cell_label if fmt == "terminal" else cell_label
     return pd.DataFrame(
         {
-            "cell": [cell_label(row) for _, row in table.iterrows()],
+            "cell": [label(row) for _, row in table.iterrows()],
             "old ms": table["median_s_old"] * 1e3,
             "new ms": table["median_s_new"] * 1e3,
             "new/old": table["ratio"],
@@ -443,11 +556,16 @@ def verdict_counts(table: pd.DataFrame) -> str:
     return ", ".join(f"{int(counts.get(v, 0))} {v}" for v in stats.VERDICTS)
 
 
-def print_verdicts(table: pd.DataFrame, fmt: str, threshold: float, alpha: float) -> int:
+def print_verdicts(
+    table: pd.DataFrame, fmt: str, threshold: float, alpha: float, columns: Sequence[str] | None = None
+) -> int:
     """Print the verdicts and a one-line summary; the exit status: 1 if any cell is slower."""
     if table.empty:
         raise ValueError("the two runs have no successful cell in common")
-    print(render(verdict_table(table), fmt))
+    if fmt == "terminal":
+        shapes = ", ".join(f"C={c} {d}" for c, d in sorted(set(zip(table["classes"], table["dtype"], strict=True))))
+        print(f"cells at {shapes}; new/old > 1 is slower")
+    print(render(verdict_table(table, fmt), fmt, columns))
     print(
         f"\n{len(table)} cells compared: {verdict_counts(table)} "
         f"(threshold {threshold:.0%}, alpha {alpha:g}; tested on per-visit medians where both sides have visits, "
@@ -466,15 +584,30 @@ def _command(args: argparse.Namespace) -> int:
             table = formulation_table(frame, pass_)
             if len(table):
                 print(_heading(f"{pass_}, {table.attrs['shape']}: formulations side by side", args.format))
-                print(render(table, args.format))
+                print(render(table, args.format, _selected(table, args.columns)))
         return 0
     if len(args.results) == 1:
-        print(summary(results.load(args.results[0]), fmt=args.format))
+        print(summary(results.load(args.results[0]), fmt=args.format, columns=args.columns))
         return 0
     if len(args.results) != 2:
         raise ValueError(f"compare takes RESULTS or OLD NEW, got {len(args.results)} paths")
     table = compare_runs(results.load(args.results[0]), results.load(args.results[1]), args.threshold, args.alpha)
-    return print_verdicts(table, args.format, args.threshold, args.alpha)
+    return print_verdicts(table, args.format, args.threshold, args.alpha, args.columns)
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """--format and --columns, the same for every command that prints a table."""
+    parser.add_argument(
+        "--format",
+        choices=tables.FORMATS,
+        default="terminal",
+        help="terminal (fits 100 columns; wide tables lose their least important columns), markdown or csv",
+    )
+    parser.add_argument(
+        "--columns",
+        type=tables.parse_columns,
+        help="comma-separated columns to show, by their headings (e.g. 'loss,batch,resolution,best,best ms')",
+    )
 
 
 def add_verdict_options(parser: argparse.ArgumentParser) -> None:
@@ -500,7 +633,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("results", nargs="+", help="run directory, .parquet, .csv or .jsonl (one, or OLD NEW)")
-    parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
+    add_output_options(parser)
     add_verdict_options(parser)
     parser.add_argument(
         "--formulations", action="store_true", help="one run: formulations side by side at the largest shape"

@@ -30,6 +30,13 @@ RELEVANT_VARIABLES = (
     "SEGBENCH_PROFILE",
 )
 
+
+def variables() -> str:
+    """JSON of the environment variables that change timings, as set for this process ("{}": none
+    is set, every library at its default)."""
+    return json.dumps({k: os.environ[k] for k in RELEVANT_VARIABLES if k in os.environ}, sort_keys=True)
+
+
 _PERSISTENT_CACHE_FLAG = re.compile(r"--tf_xla_persistent_cache_\w+(=\S*)?")
 
 
@@ -77,6 +84,70 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def load_average() -> str | None:
+    """The 1, 5 and 15 minute load averages, as "0.52 0.61 0.70" (None where the OS has none)."""
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except (OSError, AttributeError):
+        return None
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU's model (py-cpuinfo, which pytest-benchmark brings) and the logical CPUs usable."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        import cpuinfo
+
+        info = cpuinfo.get_cpu_info()
+    except Exception:  # py-cpuinfo missing or unable to read this machine: say what is known
+        return {"cpu_model": platform.processor() or None, "cpu_count": count}
+    details = ", ".join(
+        f"{key} {info[key]}" for key in ("family", "model", "stepping", "l3_cache_size") if info.get(key) is not None
+    )
+    model = info.get("brand_raw") or platform.processor() or None
+    return {"cpu_model": f"{model} ({details})" if model and details else model, "cpu_count": count}
+
+
+def blas() -> dict[str, Any]:
+    """The BLAS numpy calls (its fused paths use it) and its thread count, from threadpoolctl."""
+    try:
+        import numpy  # noqa: F401  (loads the BLAS threadpoolctl then finds)
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {"blas": None, "blas_threads": None}
+    pools = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    if not pools:
+        return {"blas": None, "blas_threads": None}
+    names = [f"{p.get('internal_api')} {p.get('version') or ''}".strip() for p in pools]
+    return {"blas": ", ".join(names), "blas_threads": max(int(p.get("num_threads") or 0) for p in pools) or None}
+
+
+def onednn(tf: Any) -> str:
+    """Whether TensorFlow's oneDNN (MKL) kernels are on, and why: the variable, or the build's default."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        built = bool(_pywrap_util_port.IsMklEnabled())
+    except Exception:  # a TensorFlow without the probe: the variable alone decides what is known
+        built = None
+    variable = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if built is False:
+        return "off (not in this build)"
+    if variable is not None:
+        state = "off" if variable.strip() in ("0", "false", "False") else "on"
+        return f"{state} (TF_ENABLE_ONEDNN_OPTS={variable})"
+    return "on (this build's default)" if built else "unknown"
+
+
+def tensorflow_build(tf: Any) -> str:
+    """tf.sysconfig.get_build_info() as JSON: CUDA and cuDNN versions a GPU run used, the compiler."""
+    try:
+        info = dict(tf.sysconfig.get_build_info())
+    except Exception:
+        return "{}"
+    return json.dumps(info, sort_keys=True, default=str)
+
+
 def collect(*, uses_tensorflow: bool, device: Any = None, profile: str | None = None, source: str) -> dict[str, Any]:
     """The run metadata columns of the results schema."""
     import numpy as np
@@ -100,12 +171,19 @@ def collect(*, uses_tensorflow: bool, device: Any = None, profile: str | None = 
         "device_name": device.name if device else None,
         "intra_op_threads": None,
         "inter_op_threads": None,
-        "environment": json.dumps({k: os.environ[k] for k in RELEVANT_VARIABLES if k in os.environ}, sort_keys=True),
+        "environment": variables(),
+        **cpu(),
+        **blas(),
+        "onednn": None,
+        "tensorflow_build": None,
+        "load_avg_start": load_average(),
     }
     if uses_tensorflow:
         import tensorflow as tf
 
         meta["tensorflow_version"] = tf.__version__
+        meta["onednn"] = onednn(tf)
+        meta["tensorflow_build"] = tensorflow_build(tf)
         # 0 means "TensorFlow's choice": record what that is on this machine.
         meta["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
         meta["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segbench.results import SCHEMA_VERSION, conform, empty
+from segbench.results import SCHEMA, SCHEMA_VERSION, conform, empty
 
 # How a sweep dimension is named in an asv param / a case key, and its column in the schema.
 _INT_COLUMNS = ("batch", "classes")
@@ -114,6 +114,10 @@ def from_asv(
             "numpy_version": requirements.get("req-numpy") or None,
             "tensorflow_version": requirements.get("req-tensorflow") or None,
             "device_name": requirements.get("cpu"),
+            # what asv's machine file knows of the environment; BLAS, oneDNN and load it does not
+            # record, so those columns stay missing (NA), never zero
+            "cpu_model": requirements.get("cpu"),
+            "cpu_count": int(requirements["num_cpu"]) if str(requirements.get("num_cpu") or "").isdigit() else None,
         }
         for name in result.get_all_result_keys():
             info = benchmarks.get(name)
@@ -153,6 +157,10 @@ def _pytest_benchmark_files(path: Path) -> list[Path]:
     return [path]
 
 
+# What tests/bench/test_bench_losses.py puts in each benchmark's extra_info, by schema column.
+EXTRA_INFO_COLUMNS = ("tensorflow_version", "numpy_version", "device", "device_name", "profile", "compile_s")
+
+
 def from_pytest_benchmark(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A pytest-benchmark JSON file (``--benchmark-json``/``--benchmark-autosave``), or a directory
     of them (e.g. ``.benchmarks``), one row per benchmark; the case comes from ``extra_info``."""
@@ -163,6 +171,9 @@ def from_pytest_benchmark(path: str | os.PathLike[str]) -> pd.DataFrame:
             raise ValueError(f"{file} is not pytest-benchmark output (no 'benchmarks' list)")
         machine, commit = data.get("machine_info", {}), data.get("commit_info", {})
         run = {
+            # segbench's environment, recorded by tests/conftest.py's machine-info hook (where the
+            # run had it), then what pytest-benchmark itself knows
+            **{k: v for k, v in (machine.get("segbench") or {}).items() if k in SCHEMA and k != "schema_version"},
             "schema_version": SCHEMA_VERSION,
             "source": "pytest-benchmark",
             "run_id": f"pytest-benchmark-{file.stem}",
@@ -171,8 +182,10 @@ def from_pytest_benchmark(path: str | os.PathLike[str]) -> pd.DataFrame:
             "python_version": machine.get("python_version"),
             "git_commit": commit.get("id"),
             "git_dirty": commit.get("dirty"),
-            "device_name": (machine.get("cpu") or {}).get("brand_raw"),
         }
+        run.setdefault("device_name", (machine.get("cpu") or {}).get("brand_raw"))
+        run["cpu_model"] = run.get("cpu_model") or (machine.get("cpu") or {}).get("brand_raw")
+        run["cpu_count"] = run.get("cpu_count") or (machine.get("cpu") or {}).get("count")
         for bench in data["benchmarks"]:
             stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
             case = extra.get("case", {})
@@ -181,7 +194,7 @@ def from_pytest_benchmark(path: str | os.PathLike[str]) -> pd.DataFrame:
                 {
                     **run,
                     **_key_from_params(case.keys(), case.values()),
-                    **{k: extra[k] for k in ("tensorflow_version", "numpy_version", "device") if k in extra},
+                    **{k: extra[k] for k in EXTRA_INFO_COLUMNS if extra.get(k) is not None},
                     "benchmark": bench.get("fullname") or bench.get("name"),
                     "status": "ok",
                     "median_s": stats.get("median"),

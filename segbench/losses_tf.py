@@ -8,6 +8,7 @@ function takes ``(y_true, y_pred, reduction)`` and returns the reduced value; gr
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
@@ -122,3 +123,152 @@ def fused_marginal_crossentropy(y_true, y_pred, reduction="mean"):
 IMPLEMENTATIONS[("categorical_crossentropy", "fused")] = fused_categorical_crossentropy
 IMPLEMENTATIONS[("missing_annotation_crossentropy", "fused")] = fused_missing_annotation_crossentropy
 IMPLEMENTATIONS[("marginal_crossentropy", "fused")] = fused_marginal_crossentropy
+
+
+# ---------------------------------------------------------------------------------------------
+# blocked: written for XLA on the CPU, where the compiled HLO (docs/performance.md) shows what is
+# fast and what is not. XLA:CPU splits an elementwise loop fusion over both cores, but emits a
+# reduction over C (the minor axis) as a scalar inner loop and a reduction to a scalar as a
+# single-threaded (ynn) kernel at about a sixth of the memory bandwidth. So each image's pixels are
+# cut into k blocks; every channel of every block is a slice (a strided read XLA vectorises), the
+# per-pixel terms of the k blocks are added elementwise (one loop fusion that reads both inputs
+# once), and only the remaining 1/k-sized map goes to a reduction. Class presence is a max over
+# rows of y_true's pixels (a column reduction, which XLA:CPU runs near full bandwidth), a second
+# read of y_true alone. Every loss here is
+#     sum over pixels of keep * -log(clip(sum_c w_c * p_c)),
+# with w (which channels a pixel's score sums) and keep from y_true, presence and the argmax; the
+# gradient -keep * w_c / score (where the clip passes it) is written out, since differentiating
+# k*C slices compiles to a chain of pads many times slower than the loss.
+
+Channels = list  # one (N, M) tensor per class
+
+
+def _blocks(pixels: int, classes: int) -> int:
+    """Blocks per image: 16 at C=4, fewer as C grows (XLA:CPU splits a fusion of more than about
+    64 slices into several, each re-reading the inputs), none below 1024 pixels a block (small
+    images gain nothing and would only compile longer); a divisor of the pixel count."""
+    blocks = max(1, min(16, 64 // classes, pixels // MIN_BLOCK_PIXELS))
+    while pixels % blocks:
+        blocks -= 1
+    return blocks
+
+
+MIN_BLOCK_PIXELS = 1024
+
+
+def _column_total(x: tf.Tensor) -> tf.Tensor:
+    """The sum of ``x`` as a column reduction (rows of 64) and then a small one."""
+    width = 64 if x.shape.num_elements() % 64 == 0 else 1
+    return tf.reduce_sum(tf.reduce_sum(tf.reshape(x, [-1, width]), axis=0))
+
+
+def _presence(y_true: tf.Tensor) -> tf.Tensor:
+    """(N, C) bool, by a column reduction of y_true: rows of several pixels' channels, max over rows."""
+    n, h, w, c = y_true.shape
+    per_row = 1
+    while per_row * 2 * c <= 64 and (h * w) % (per_row * 2) == 0:
+        per_row *= 2
+    rows = tf.reduce_max(tf.reshape(y_true, [n, -1, per_row * c]), axis=1)
+    return tf.reduce_max(tf.reshape(rows, [n, per_row, c]), axis=1) > 0
+
+
+def _channels(x: tf.Tensor) -> Channels:
+    return [x[..., k] for k in range(x.shape[-1])]
+
+
+def _score(weights: Channels, probs: Channels) -> tf.Tensor:
+    score = weights[0] * probs[0]
+    for w, p in zip(weights[1:], probs[1:], strict=True):
+        score = score + w * p
+    return score
+
+
+def _predicted_present(probs: Channels, present: tf.Tensor) -> tf.Tensor:
+    """present[n, argmax p] per pixel (the lowest index on ties, as tf.argmax), as selects."""
+    best, found = probs[0], tf.broadcast_to(present[:, None, 0], probs[0].shape)
+    for k in range(1, len(probs)):
+        better = probs[k] > best
+        best = tf.where(better, probs[k], best)
+        found = tf.where(better, present[:, None, k], found)
+    return found
+
+
+def _ce_terms(truth: Channels, probs: Channels, present: tf.Tensor | None) -> tuple[Channels, tf.Tensor | None]:
+    return truth, None
+
+
+def _missing_annotation_terms(truth: Channels, probs: Channels, present: tf.Tensor) -> tuple[Channels, tf.Tensor]:
+    return truth, tf.logical_or(tf.equal(truth[0], 0), _predicted_present(probs, present))
+
+
+def _marginal_terms(truth: Channels, probs: Channels, present: tf.Tensor) -> tuple[Channels, None]:
+    absent = tf.cast(tf.logical_not(present), truth[0].dtype)
+    return [truth[0]] + [t + truth[0] * absent[:, None, k] for k, t in enumerate(truth[1:], start=1)], None
+
+
+def _same_weights(y_true: tf.Tensor, present: tf.Tensor | None) -> tf.Tensor:
+    return y_true
+
+
+def _marginal_weights(y_true: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
+    """w of _marginal_terms as one tensor: background pixels also sum the absent classes."""
+    objects = tf.not_equal(tf.range(y_true.shape[-1]), 0)
+    absent = tf.cast(tf.logical_and(tf.logical_not(present), objects[None, :]), y_true.dtype)
+    return y_true + y_true[..., :1] * absent[:, None, :]
+
+
+def _blocked(terms: Any, gradient_weights: Any, fallback: Implementation, needs_presence: bool) -> Implementation:
+    """A loss from its per-pixel terms: blocked for the value, whole tensors for the gradient."""
+
+    def implementation(y_true, y_pred, reduction="mean"):
+        if reduction == "none" or not (y_true.shape.is_fully_defined() and y_pred.shape.is_fully_defined()):
+            return fallback(y_true, y_pred, reduction)  # a map, or shapes known only when run
+        n, h, w, c = y_pred.shape
+        pixels = h * w
+        blocks = _blocks(pixels, c)
+        scale = 1.0 / (n * pixels) if reduction == "mean" else 1.0
+        present = _presence(y_true) if needs_presence else None
+
+        @tf.custom_gradient
+        def total(y_pred):
+            truth = tf.reshape(y_true, [n, blocks, pixels // blocks, c])
+            probs = tf.reshape(y_pred, [n, blocks, pixels // blocks, c])
+            acc = None
+            for b in range(blocks):
+                weights, keep = terms(_channels(truth[:, b]), _channels(probs[:, b]), present)
+                term = _nll(_score(weights, _channels(probs[:, b])))
+                term = term if keep is None else tf.where(keep, term, tf.zeros_like(term))
+                acc = term if acc is None else acc + term
+            value = _column_total(acc) * scale
+
+            def gradient(upstream):
+                if gradient_weights is None:  # score = p[true class]: the gradient is elementwise
+                    passes = (y_true > 0) & (y_pred >= EPSILON) & (y_pred <= 1.0 - EPSILON)
+                    return tf.where(passes, -(upstream * scale) * y_true / y_pred, tf.zeros_like(y_pred))
+                # The score per pixel from channel slices (no reduction over C), then one
+                # elementwise pass that writes the gradient.
+                truth, probs = tf.reshape(y_true, [n, pixels, c]), tf.reshape(y_pred, [n, pixels, c])
+                weights, keep = terms(_channels(truth), _channels(probs), present)
+                score = _score(weights, _channels(probs))
+                passes = tf.logical_and(score >= EPSILON, score <= 1.0 - EPSILON)
+                if keep is not None:
+                    passes = tf.logical_and(passes, keep)
+                coefficient = tf.where(passes, -(upstream * scale) / score, tf.zeros_like(score))
+                return tf.reshape(coefficient[..., None] * gradient_weights(truth, present), y_pred.shape)
+
+            return value, gradient
+
+        return total(y_pred)
+
+    return implementation
+
+
+IMPLEMENTATIONS[("categorical_crossentropy", "blocked")] = _blocked(
+    _ce_terms, None, fused_categorical_crossentropy, False
+)
+IMPLEMENTATIONS[("missing_annotation_crossentropy", "blocked")] = _blocked(
+    _missing_annotation_terms, _same_weights, fused_missing_annotation_crossentropy, True
+)
+IMPLEMENTATIONS[("marginal_crossentropy", "blocked")] = _blocked(
+    _marginal_terms, _marginal_weights, fused_marginal_crossentropy, True
+)

@@ -21,7 +21,7 @@ from segbench.validation import validate_inputs
 class Loss:
     name: str
     description: str
-    formulations: tuple[str, ...] = ("reference", "fused")
+    formulations: tuple[str, ...] = ("reference", "fused", "blocked")
     user: UserLoss | None = None  # a loss registered with register_loss (its functions)
 
     @property
@@ -132,8 +132,13 @@ LOSSES: dict[str, Loss] = {
 
 FORMULATIONS: dict[str, str] = {
     "reference": "seed-faithful: as the post writes it, vectorised",
-    "fused": "fastest correct way found; assumes one-hot y_true (validation checks it)",
+    "fused": "fastest correct way op by op; assumes one-hot y_true (validation checks it)",
+    "blocked": "for XLA on the CPU: inputs read once in k blocks of channel slices (presence: y_true once"
+    " more), gradient written by hand; one-hot y_true; graph modes only",
 }
+# Formulations that only make sense in some modes (others skip them): blocked is hundreds of small
+# ops, which eager and numpy would run one by one.
+FORMULATION_MODES: dict[str, tuple[str, ...]] = {"blocked": ("function", "xla")}
 
 _TF_DTYPES = ("float16", "bfloat16", "float32", "float64")
 MODES: dict[str, Mode] = {
@@ -209,6 +214,8 @@ def unsupported(loss: str, formulation: str, mode: str, gradient: bool) -> str |
     spec = get_loss(loss)
     if formulation not in spec.formulations:
         return f"loss {loss} has no {formulation} formulation (it has: {', '.join(spec.formulations)})"
+    if mode not in FORMULATION_MODES.get(formulation, (mode,)):
+        return f"formulation {formulation} runs only in modes {', '.join(FORMULATION_MODES[formulation])}"
     if spec.user is not None and MODES[mode].backend == "numpy":
         if spec.user.numpy is None:
             return f"loss {loss} has no numpy implementation (register it with numpy=)"

@@ -1,127 +1,211 @@
 """``segbench report``: figures a person would rather look at than read, as PNG files and one HTML page.
 
-- time per call against pixels per batch (log-log), one line per mode and formulation;
-- XLA's speedup over eager against pixels;
+- time per call, one panel per shape (batch and resolution never merged), a bar per mode for each
+  loss and formulation, error bars from the stored interquartile range;
+- XLA's speedup over eager per shape, forward and forward+backward;
 - each mode's fraction of the memory-read ceiling at the largest shape measured.
+
+Every figure carries the run's identity (device, TensorFlow, profile, commit) in its footer, and
+its legend outside the axes. The page adds the environment, the speedup tables and the first-call
+and break-even table.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from segbench import compare
+from segbench import compare, tables
 
-STYLES = {"reference": "-", "fused": "--"}
 COLORS = {"numpy": "tab:green", "eager": "tab:blue", "function": "tab:orange", "xla": "tab:red"}
+PANEL_COLUMNS = 2
 
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
     ok = frame[frame["status"] == "ok"].copy()
     ok["pixels"] = ok["batch"] * ok["height"] * ok["width"]
-    return ok
+    ok["shape"] = [f"batch {b}, {h}x{w}" for b, h, w in zip(ok["batch"], ok["height"], ok["width"], strict=True)]
+    ok["case"] = [f"{tables.short_loss(l)} / {f}" for l, f in zip(ok["loss"], ok["formulation"], strict=True)]  # noqa: E741
+    return ok.sort_values(["pixels", "batch"], kind="stable")
 
 
-def _grid(plt, rows: list[str], cols: list[str], title: str):
+def _values(frame: pd.DataFrame, column: str) -> str:
+    values = sorted(frame[column].dropna().astype(str).unique()) if column in frame else []
+    return ", ".join(values) if values else "unknown"
+
+
+def identity(frame: pd.DataFrame) -> str:
+    """One line naming the run: device, TensorFlow, profile, commit (marked if dirty), run id."""
+    commits = sorted(frame["git_commit"].dropna().astype(str).unique())
+    dirty = frame["git_dirty"].fillna(False).astype(bool).any() if "git_dirty" in frame else False
+    commit = ", ".join(c[:10] for c in commits) or "unknown commit"
+    return (
+        f"{_values(frame, 'device_name')} | TensorFlow {_values(frame, 'tensorflow_version')} | "
+        f"profile {_values(frame, 'profile')} | commit {commit}{' (uncommitted changes)' if dirty else ''} | "
+        f"run {_values(frame, 'run_id')}"
+    )
+
+
+def _figure(plt, panels: int, title: str, frame: pd.DataFrame, panel_height: float = 3.2):
+    cols = min(PANEL_COLUMNS, panels)
+    rows = math.ceil(panels / cols)
     fig, axes = plt.subplots(
-        len(rows), len(cols), figsize=(4.2 * len(cols), 3.4 * len(rows)), squeeze=False, constrained_layout=True
+        rows, cols, figsize=(6.2 * cols + 2.2, panel_height * rows + 1.0), squeeze=False, layout="constrained"
     )
     fig.suptitle(title)
-    return fig, axes
+    fig.supxlabel(identity(frame), fontsize=7, color="dimgray")  # constrained layout keeps room for it
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    return fig, flat[:panels]
 
 
-def time_vs_pixels(frame: pd.DataFrame, path: Path) -> Path:
+def _legend_outside(fig, axes) -> None:
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels:
+        fig.legend([handles[label] for label in labels], labels, loc="outside right upper", fontsize=8)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
 
-    ok = _ok(frame)
-    passes, losses = sorted(ok["pass"].unique()), sorted(ok["loss"].unique())
-    fig, axes = _grid(plt, passes, losses, "time per call vs pixels per batch (log-log)")
-    for r, pass_ in enumerate(passes):
-        for c, loss in enumerate(losses):
-            ax = axes[r][c]
-            cell = ok[(ok["pass"] == pass_) & (ok["loss"] == loss)]
-            for (mode, formulation), line in cell.groupby(["mode", "formulation"]):
-                line = line.groupby("pixels")["median_s"].median()
-                ax.loglog(
-                    line.index,
-                    line.values * 1e3,
-                    STYLES.get(formulation, ":"),
-                    color=COLORS.get(mode),
-                    marker="o",
-                    ms=3,
-                    label=f"{mode} ({formulation})",
-                )
-            ax.set_title(f"{loss}\n{pass_}", fontsize=9)
-            ax.set_xlabel("pixels per batch")
-            ax.set_ylabel("ms per call")
-            ax.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
-    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def xla_speedup(frame: pd.DataFrame, path: Path) -> Path:
+def time_per_shape(frame: pd.DataFrame, path: Path, pass_: str) -> Path | None:
+    """One panel per shape: a bar per mode for each loss and formulation, IQR as error bars."""
     import matplotlib.pyplot as plt
 
     ok = _ok(frame)
-    keys = ["loss", "formulation", "pass", "batch", "height", "width", "classes", "dtype", "pixels"]
+    ok = ok[ok["pass"] == pass_]
+    if ok.empty:
+        return None
+    shapes = list(dict.fromkeys(ok["shape"]))
+    cases = list(dict.fromkeys(ok["case"]))
+    modes = [m for m in COLORS if m in set(ok["mode"])] + sorted(set(ok["mode"]) - set(COLORS))
+    fig, axes = _figure(
+        plt, len(shapes), f"{pass_}: time per call (bars: median; error bars: interquartile range)", ok,
+        panel_height=0.32 * len(cases) * max(1, len(modes) / 3) + 1.2,
+    )  # fmt: skip
+    height = 0.8 / len(modes)
+    for ax, shape in zip(axes, shapes, strict=True):
+        part = ok[ok["shape"] == shape]
+        for k, mode in enumerate(modes):
+            rows = part[part["mode"] == mode].set_index("case").reindex(cases)
+            median = rows["median_s"].to_numpy(dtype=float) * 1e3
+            half_iqr = rows["iqr_s"].to_numpy(dtype=float) * 1e3 / 2
+            low = np.minimum(np.nan_to_num(half_iqr), median * 0.999)  # a log axis has no room below zero
+            y = np.arange(len(cases)) + (k - (len(modes) - 1) / 2) * height
+            ax.barh(y, median, height=height, color=COLORS.get(mode, "grey"), label=mode)
+            ax.errorbar(median, y, xerr=[low, np.nan_to_num(half_iqr)], fmt="none", ecolor="black", elinewidth=0.7)
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(cases)), cases, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{shape}, C={part['classes'].iloc[0]}, {part['dtype'].iloc[0]}", fontsize=9)
+        ax.set_xlabel("ms per call (log)")
+        ax.grid(True, axis="x", which="both", alpha=0.3)
+    _legend_outside(fig, axes)
+    return _save(fig, path)
+
+
+def xla_speedup(frame: pd.DataFrame, path: Path) -> Path | None:
+    """XLA's speedup over eager, one panel per shape, forward and forward+backward side by side."""
+    import matplotlib.pyplot as plt
+
+    ok = _ok(frame)
+    keys = ["case", "shape", "pixels", "batch", "pass"]
     wide = ok.pivot_table(index=keys, columns="mode", values="median_s", aggfunc="first").reset_index()
-    fig, axes = _grid(plt, ["all"], sorted(ok["pass"].unique()), "XLA speedup over eager (>1: XLA is faster)")
-    for c, pass_ in enumerate(sorted(ok["pass"].unique())):
-        ax = axes[0][c]
-        if {"xla", "eager"} <= set(wide.columns):
-            part = wide[wide["pass"] == pass_]
-            for (loss, formulation), line in part.groupby(["loss", "formulation"]):
-                line = line.groupby("pixels").apply(lambda g: (g["eager"] / g["xla"]).median(), include_groups=False)
-                ax.semilogx(
-                    line.index,
-                    line.values,
-                    STYLES.get(formulation, ":"),
-                    marker="o",
-                    ms=3,
-                    label=f"{loss} ({formulation})",
-                )
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels on a short log axis overlap
-        ax.set_title(pass_, fontsize=9)
-        ax.set_xlabel("pixels per batch")
-        ax.set_ylabel("eager time / XLA time")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    if not {"xla", "eager"} <= set(wide.columns):
+        return None
+    wide["speedup"] = wide["eager"] / wide["xla"]
+    wide = wide.dropna(subset=["speedup"]).sort_values(["pixels", "batch"], kind="stable")
+    shapes = list(dict.fromkeys(wide["shape"]))
+    cases = list(dict.fromkeys(ok["case"]))
+    passes = [p for p in ("forward", "forward+backward") if p in set(wide["pass"])]
+    fig, axes = _figure(
+        plt, len(shapes), "XLA's speedup over eager (eager time / XLA time; right of the line: XLA faster)", ok,
+        panel_height=0.3 * len(cases) + 1.2,
+    )  # fmt: skip
+    height = 0.8 / max(1, len(passes))
+    for ax, shape in zip(axes, shapes, strict=True):
+        part = wide[wide["shape"] == shape]
+        for k, pass_ in enumerate(passes):
+            rows = part[part["pass"] == pass_].set_index("case").reindex(cases)
+            y = np.arange(len(cases)) + (k - (len(passes) - 1) / 2) * height
+            ax.barh(y, rows["speedup"], height=height, color=["tab:purple", "tab:olive"][k % 2], label=pass_)
+        ax.axvline(1.0, color="grey", lw=0.8)
+        ax.set_yticks(range(len(cases)), cases, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(shape, fontsize=9)
+        ax.set_xlabel("x faster than eager")
+        ax.grid(True, axis="x", alpha=0.3)
+    _legend_outside(fig, axes)
+    return _save(fig, path)
 
 
-def roofline(frame: pd.DataFrame, path: Path) -> Path:
+def roofline(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Each mode's fraction of the read ceiling at the largest shape, per pass."""
     import matplotlib.pyplot as plt
 
     ok = _ok(frame).dropna(subset=["roofline_fraction"])
-    largest = ok[ok["pixels"] * ok["classes"] == (ok["pixels"] * ok["classes"]).max()]
-    passes = sorted(largest["pass"].unique()) or ["forward"]
-    fig, axes = plt.subplots(
-        len(passes), 1, figsize=(9, 0.4 + 3.2 * len(passes)), squeeze=False, constrained_layout=True
-    )
-    fig.suptitle("fraction of the memory-read ceiling (reading both inputs once), largest shape")
-    for r, pass_ in enumerate(passes):
-        ax = axes[r][0]
-        part = largest[largest["pass"] == pass_].assign(case=lambda f: f["loss"] + " / " + f["formulation"])
-        table = part.pivot_table(index="case", columns="mode", values="roofline_fraction")
-        table = table[[m for m in COLORS if m in table] + [m for m in table if m not in COLORS]]
-        (table * 100).plot.barh(ax=ax, width=0.8, color=[COLORS.get(m, "grey") for m in table.columns])
-        ax.set_xlabel("% of ceiling")
-        ax.set_ylabel("")
-        shape = part.iloc[0]
-        ax.set_title(f"{pass_}: {shape['batch']}x{shape['height']}x{shape['width']}, C={shape['classes']}", fontsize=9)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if ok.empty:
+        return None
+    size = ok["pixels"] * ok["classes"]
+    largest = ok[size == size.max()]
+    passes = [p for p in ("forward", "forward+backward") if p in set(largest["pass"])]
+    cases = list(dict.fromkeys(largest["case"]))
+    shape = largest.iloc[0]
+    fig, axes = _figure(
+        plt, len(passes),
+        f"share of the memory-read ceiling (reading both inputs once) at {shape['shape']}, C={shape['classes']}",
+        largest, panel_height=0.3 * len(cases) + 1.2,
+    )  # fmt: skip
+    modes = [m for m in COLORS if m in set(largest["mode"])]
+    height = 0.8 / max(1, len(modes))
+    for ax, pass_ in zip(axes, passes, strict=True):
+        part = largest[largest["pass"] == pass_]
+        for k, mode in enumerate(modes):
+            rows = part[part["mode"] == mode].set_index("case").reindex(cases)
+            y = np.arange(len(cases)) + (k - (len(modes) - 1) / 2) * height
+            shown = rows["roofline_fraction"].where(rows["roofline_fraction"] <= compare.CEILING_SLACK)
+            ax.barh(y, shown * 100, height=height, color=COLORS[mode], label=mode)
+        ax.set_yticks(range(len(cases)), cases, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.set_title(pass_, fontsize=9)
+        ax.set_xlabel("% of the read ceiling")
         ax.grid(True, axis="x", alpha=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _legend_outside(fig, axes)
+    return _save(fig, path)
+
+
+ENVIRONMENT_COLUMNS = [
+    "profile", "git_commit", "git_dirty", "started_at", "host", "device", "device_name", "cpu_model", "cpu_count",
+    "blas", "blas_threads", "onednn", "intra_op_threads", "inter_op_threads", "tensorflow_version",
+    "numpy_version", "python_version", "segbench_version", "load_avg_start", "environment",
+]  # fmt: skip
+
+
+def environment_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the run ran on, one row per run: the columns that make its numbers reproducible."""
+    columns = [c for c in ENVIRONMENT_COLUMNS if c in frame]
+    runs = frame.drop_duplicates("run_id")
+    table = pd.DataFrame({"": columns})
+    for _, run in runs.iterrows():
+        table[f"run {run['run_id']}"] = ["not recorded" if pd.isna(run[c]) else str(run[c]) for c in columns]
+    return table
 
 
 def write_report(frame: pd.DataFrame, out_dir: Path) -> Path:
@@ -132,30 +216,41 @@ def write_report(frame: pd.DataFrame, out_dir: Path) -> Path:
     if not (frame["status"] == "ok").any():
         raise ValueError("the results have no successful cell to plot")
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.png"):  # figures of an earlier report that this one may not redraw
+        old.unlink()
     figures = [
-        time_vs_pixels(frame, out_dir / "time_vs_pixels.png"),
+        time_per_shape(frame, out_dir / "time_forward.png", "forward"),
+        time_per_shape(frame, out_dir / "time_forward_backward.png", "forward+backward"),
         xla_speedup(frame, out_dir / "xla_speedup.png"),
         roofline(frame, out_dir / "roofline.png"),
     ]
-    run_ids = ", ".join(sorted(frame["run_id"].dropna().astype(str).unique()))
-    tables = []
+    sections = [f'<p><img src="{f.name}" alt="{f.stem}"></p>' for f in figures if f is not None]
     for pass_ in ("forward", "forward+backward"):
         table = compare.speedup_table(frame, pass_)
         if len(table):
-            tables.append(
-                f"<h2>{html.escape(pass_)}: speedup over eager</h2>" + table.to_html(index=False, float_format="%.3g")
-            )
+            sections.append(f"<h2>{html.escape(pass_)}: speedup over eager, best mode</h2>" + _html(table))
+    first = compare._terminal_compile(compare.compile_table(frame)) if len(compare.compile_table(frame)) else None
+    if first is not None:
+        sections.append(
+            "<h2>first call (trace + compile) and calls until compiling paid off against eager</h2>" + _html(first)
+        )
+    ceilings = compare.ceiling_table(frame)
+    if len(ceilings):
+        sections.append("<h2>read ceiling: the fastest read of both inputs found</h2>" + _html(ceilings))
+    sections.append("<h2>environment</h2>" + _html(environment_table(frame)))
     page = out_dir / "index.html"
     page.write_text(
         "<!doctype html><meta charset=utf-8><title>segbench report</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"
-        f"<h1>segbench report</h1><p>runs: {html.escape(run_ids)}; devices: "
-        f"{html.escape(', '.join(sorted(frame['device_name'].dropna().astype(str).unique())))}</p>"
-        + "".join(f'<p><img src="{f.name}" alt="{f.stem}"></p>' for f in figures)
-        + "".join(tables)
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}"
+        "p.id{color:#555}</style>"
+        f"<h1>segbench report</h1><p class=id>{html.escape(identity(frame))}</p>" + "".join(sections)
     )
     return page
+
+
+def _html(table: pd.DataFrame) -> str:
+    return table.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-")
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 KEY_COLUMNS = ("loss", "formulation", "mode", "pass", "batch", "height", "width", "classes", "dtype")
 """What identifies a cell within a run."""
@@ -47,6 +47,14 @@ SCHEMA: dict[str, str] = {
     "intra_op_threads": "Int64",
     "inter_op_threads": "Int64",
     "environment": "string",  # JSON of the relevant environment variables (TF_*, XLA_FLAGS, OMP_*...)
+    "cpu_model": "string",  # py-cpuinfo's brand, family, model, stepping and L3 size
+    "cpu_count": "Int64",  # logical CPUs this process may run on
+    "blas": "string",  # the BLAS numpy uses, and its version (threadpoolctl)
+    "blas_threads": "Int64",
+    "onednn": "string",  # TensorFlow's oneDNN kernels on or off, and why
+    "tensorflow_build": "string",  # JSON of tf.sysconfig.get_build_info() (CUDA, cuDNN versions)
+    "load_avg_start": "string",  # 1, 5, 15 minute load when the run started
+    "load_avg_end": "string",  # ... when this row's cell finished
     # the cell
     "loss": "string",
     "formulation": "string",

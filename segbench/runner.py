@@ -397,7 +397,8 @@ def run(
                     else:
                         continue  # a cell that failed on its first visit is not visited again
                     supervisor.visit = visit
-                    writer.append({**row, "visit": visit, "finished_at": environment.now()})
+                    ended = {"finished_at": environment.now(), "load_avg_end": environment.load_average()}
+                    writer.append({**row, "visit": visit, **ended})
                     bar.update(f"visit {visit}: {case.short_name}")
             finally:
                 bar.close()

@@ -131,7 +131,14 @@ class PreparedCase:
         self.fn = case.build()
         self.sync = devices.synchronizer(self.device, self.backend)
         self._on = devices.on
-        self.first_value = self.call() if warm else None
+        self.first_call_s: float | None = None  # the first call (trace + XLA compile + run), if made here
+        self.first_value = None
+        if warm:
+            import time
+
+            start = time.perf_counter()
+            self.first_value = self.call()
+            self.first_call_s = time.perf_counter() - start
 
     def scope(self) -> Any:
         """Run TensorFlow ops on this case's device inside the block."""

@@ -14,7 +14,7 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from segbench import oracle
+from segbench import oracle, tables
 from segbench._constants import tolerance
 from segbench.registry import FORMULATIONS, LOSSES, MODES, loss_fn, unsupported
 from segbench.scenes import SEED_SCENARIO, Scenario
@@ -72,17 +72,31 @@ def value_pivot(table: pd.DataFrame) -> pd.DataFrame:
 def _command(args: argparse.Namespace) -> int:
     scenario = SEED_SCENARIO
     print(
-        f"Loss values on the seed's scenario (batch {scenario.batch}, {scenario.height}x{scenario.width}, "
-        f"C={scenario.classes}, {scenario.missing} missing annotations, seed {scenario.seed}), float32 inputs:\n"
+        tables.wrap(
+            f"Loss values on the seed's scenario (batch {scenario.batch}, {scenario.height}x{scenario.width}, "
+            f"C={scenario.classes}, {scenario.missing} missing annotations, seed {scenario.seed}), float32 inputs:"
+        )
+        + "\n"
     )
     table = value_table(scenario)
-    print(value_pivot(table).reset_index().to_markdown(index=False, floatfmt=".7g"))
+    pivot = value_pivot(table).reset_index()
+    if args.format == "terminal":
+        pivot = pivot.rename(columns={"formulation": "form", "oracle (float64)": "oracle", "max |diff|": "max diff"})
+        pivot["loss"] = pivot["loss"].map(tables.short_loss)
+        # 6 digits (the differences are in max diff); "-" where a mode does not run the loss
+        for column in pivot.columns[2:]:
+            digits = ".2g" if column == "max diff" else ".6g"
+            pivot[column] = ["-" if pd.isna(v) else format(v, digits) for v in pivot[column]]
+    print(tables.render(pivot, args.format, columns=args.columns, floatfmt=".7g"))
     scene = scenario.scene()
     complete = float(oracle.loss_value("categorical_crossentropy", scene.y_true_complete, scene.y_pred))
     missing = float(oracle.loss_value("categorical_crossentropy", scene.y_true, scene.y_pred))
     print(
-        f"\nThe same predictions against the complete annotation: categorical_crossentropy = {complete:.7g} "
-        f"(oracle), {missing:.7g} with {scenario.missing} annotations missing."
+        "\n"
+        + tables.wrap(
+            f"The same predictions against the complete annotation: categorical_crossentropy = {complete:.7g} "
+            f"(oracle), {missing:.7g} with {scenario.missing} annotations missing."
+        )
     )
     bad = table[~table["ok"]]
     for _, row in bad.iterrows():
@@ -96,5 +110,8 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from segbench.compare import add_output_options
+
     parser = commands.add_parser("values", help="every loss's value on the seed's scenario in every mode")
+    add_output_options(parser)
     parser.set_defaults(handler=_command)

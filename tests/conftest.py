@@ -17,6 +17,11 @@ ALL_MODES = tuple(segbench.MODES)
 ALL_FORMULATIONS = tuple(segbench.FORMULATIONS)
 
 
+def formulations_for(mode: str) -> tuple[str, ...]:
+    """The formulations that run in ``mode`` (blocked is for graph modes only)."""
+    return tuple(f for f in ALL_FORMULATIONS if mode in segbench.registry.FORMULATION_MODES.get(f, (mode,)))
+
+
 def to_numpy(value):
     return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
@@ -42,6 +47,30 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if not asked:
         config.option.benchmark_disable = True
+    else:  # saved results keep every round's time (the raw_times_s column segbench reads back)
+        config.option.benchmark_save_data = True
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """The run's environment as segbench records it (versions, CPU, BLAS and threads, oneDNN,
+    TensorFlow's build, load, variables) under machine_info["segbench"], where
+    segbench.importers.from_pytest_benchmark reads it."""
+    from segbench import environment
+    from segbench.sweep import PROFILE_ENV
+    from segbench.worker import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    profile = os.environ.get(PROFILE_ENV) or "default"
+    machine_info["segbench"] = environment.collect(uses_tensorflow=True, profile=profile, source="pytest-benchmark")
+
+
+@pytest.fixture(autouse=True)
+def _plugins_variable_restored(monkeypatch):
+    """segbench's commands export --plugin to $SEGBENCH_PLUGINS (for their workers); a test's
+    command must not hand its plugins to the processes of the tests after it."""
+    monkeypatch.setenv("SEGBENCH_PLUGINS", os.environ.get("SEGBENCH_PLUGINS", ""))
+    if not os.environ["SEGBENCH_PLUGINS"]:
+        monkeypatch.delenv("SEGBENCH_PLUGINS")
 
 
 @pytest.fixture(scope="session")

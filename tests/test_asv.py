@@ -75,6 +75,8 @@ def test_asv_run_over_two_commits(tmp_path):
         times = rows[rows["benchmark"] == "losses.TimeLoss.time_loss"]
         assert len(times) and (times["status"] == "ok").all()
         assert (times["median_s"] > 0).all() and times["raw_times_s"].notna().all()  # --record-samples
+        assert times["profile"].eq("tiny").all()  # every asv result says which sweep it belongs to
+        assert times["cpu_model"].notna().all() and (times["cpu_count"] >= 1).all()
         values = rows[rows["benchmark"] == "tracking.TrackLossValue.track_loss_value"]
         assert len(values) and (values["status"] == "ok").all()
         scene = SEED_SCENARIO.scene()

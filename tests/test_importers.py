@@ -154,3 +154,10 @@ def test_pytest_benchmark_only_saves_json_in_the_shared_schema(tmp_path):
     assert list(combined.columns) == list(SCHEMA) and len(combined) == len(frame)
     assert (frame["median_s"] > 0).all() and frame["loss"].eq("categorical_crossentropy").all()
     assert set(frame["mode"]) == {"numpy", "eager", "function", "xla"}
+    # the environment columns are filled as segbench run fills them (tests/conftest.py's hook)
+    for column in ("tensorflow_version", "numpy_version", "segbench_version", "cpu_model", "cpu_count",
+                   "blas", "blas_threads", "onednn", "tensorflow_build", "load_avg_start", "environment",
+                   "raw_times_s", "compile_s", "device", "device_name"):  # fmt: skip
+        assert frame[column].notna().all(), column
+    assert frame["profile"].eq("tiny").all()
+    assert (frame["compile_s"] > 0).all() and (frame["cpu_count"] >= 1).all()

@@ -27,6 +27,13 @@ def synthetic_run() -> pd.DataFrame:
                             "dtype": "float32",
                             "status": "ok",
                             "median_s": per_pixel * batch * res * res,
+                            "iqr_s": 0.1 * per_pixel * batch * res * res,
+                            "compile_s": 0.05 if mode in ("function", "xla") else 1e-3,
+                            "profile": "quick",
+                            "git_commit": "0123456789abcdef",
+                            "git_dirty": False,
+                            "tensorflow_version": "2.21.0",
+                            "cpu_model": "Test CPU (family 6)",
                             "roofline_fraction": 1e-8 / per_pixel,
                         }
                     )
@@ -36,10 +43,32 @@ def synthetic_run() -> pd.DataFrame:
 def test_report_writes_figures_and_page(tmp_path):
     page = write_report(synthetic_run(), tmp_path)
     text = page.read_text()
-    for name in ("time_vs_pixels.png", "xla_speedup.png", "roofline.png"):
+    for name in ("time_forward.png", "time_forward_backward.png", "xla_speedup.png", "roofline.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'src="{name}"' in text
     assert "speedup over eager" in text
+    # the run's identity, the first-call / break-even table and the environment are on the page
+    assert "profile quick" in text and "commit 0123456789" in text and "TensorFlow 2.21.0" in text
+    assert "calls until compiling paid off" in text and "xla pays" in text
+    assert "environment" in text and "Test CPU (family 6)" in text
+
+
+def test_each_shape_has_its_own_panel_with_error_bars_and_the_run_identity(monkeypatch, tmp_path):
+    from segbench import report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or path)
+    report.time_per_shape(synthetic_run(), tmp_path / "t.png", "forward")
+    (fig,) = figures
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    # batch 1 at 64x64 and batch 8 at 32x32 hold a similar number of pixels: still two panels
+    assert sorted(ax.get_title().split(",")[0] + "," + ax.get_title().split(",")[1] for ax in panels) == [
+        "batch 1, 32x32", "batch 1, 64x64", "batch 8, 32x32", "batch 8, 64x64",
+    ]  # fmt: skip
+    for ax in panels:
+        assert any(type(c).__name__ == "ErrorbarContainer" for c in ax.containers)  # IQR error bars
+        assert ax.get_legend() is None  # one legend, outside the panels
+    assert fig.legends and "profile quick" in fig.get_supxlabel() and "0123456789" in fig.get_supxlabel()
 
 
 def test_report_of_nothing_is_a_clear_error(tmp_path):

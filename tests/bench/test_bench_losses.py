@@ -32,6 +32,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("budget", [profile.budget], ids=[profile.name])
 
 
+def budget_profile(budget: TimerBudget) -> str:
+    """The profile whose budget this is (parametrized by name, see pytest_generate_tests)."""
+    from segbench.sweep import PROFILES
+
+    return next((name for name, p in PROFILES.items() if p.budget == budget), "custom")
+
+
 def calls_per_round(prepared, budget: TimerBudget) -> int:
     """Enough calls per round that a round lasts min_run_time / min_rounds (as segbench run does)."""
     import time
@@ -51,6 +58,10 @@ def test_loss(benchmark, case, budget):
     benchmark.name = case.name
     benchmark.extra_info["case"] = case.key()
     benchmark.extra_info["loss_value"] = prepared.first_value
+    benchmark.extra_info["compile_s"] = prepared.first_call_s
+    benchmark.extra_info["profile"] = budget_profile(budget)
+    benchmark.extra_info["device"] = f"{prepared.device.kind}:{prepared.device.index}"
+    benchmark.extra_info["device_name"] = prepared.device.name
     value = benchmark.pedantic(
         prepared.call,
         warmup_rounds=WARMUP_ROUNDS,
