@@ -291,7 +291,7 @@ def summary(frame: pd.DataFrame, fmt: str = "terminal", columns: Sequence[str] |
             sections.append(
                 (
                     f"first call (trace + compile), {note}; calls until compiling paid off against eager",
-                    _terminal_compile(table) if terminal else table,
+                    _terminal_compile(table),  # people read Markdown too: integers or never, times in units
                 )
             )
         table, note = _constant_columns(ceiling_table(frame))
@@ -357,6 +357,11 @@ def _short_loss(loss: str) -> str:
     return loss.replace("crossentropy", "ce")
 
 
+def _one_decimal(value: float) -> str:
+    """A ratio for people: one decimal, or "-" where it was not measured (e.g. no eager cell)."""
+    return "-" if value is None or pd.isna(value) else f"{value:.1f}"
+
+
 def brief(frame: pd.DataFrame) -> str:
     """The end of segbench run: what a person reads in ten seconds, within 100 columns.
 
@@ -383,8 +388,8 @@ def brief(frame: pd.DataFrame) -> str:
                 "shape": f"b{row['batch']} {row['resolution']}",
                 "fastest": row["best"],
                 "time": human_time(row["best ms"] / 1e3),
-                "XLA x": f"{row['xla x']:.1f}" if "xla x" in row and pd.notna(row["xla x"]) else "-",
-                "+grad": f"{with_grad.get(index, math.nan):.1f}" if index in with_grad.index else "-",
+                "XLA x": _one_decimal(row.get("xla x", math.nan)),
+                "+grad": _one_decimal(with_grad.get(index, math.nan)),
                 "%ceil": f"{row['% ceiling']:.0f}" if pd.notna(row["% ceiling"]) else "-",
                 "XLA pays": human_calls(pays["xla break-even calls"].get(index, math.nan))
                 if "xla break-even calls" in pays

@@ -45,7 +45,10 @@ def parse_columns(text: str | None) -> tuple[str, ...] | None:
 def _text(table: pd.DataFrame, tablefmt: str, floatfmt: str) -> str:
     # Text cells stay as written (numbers already formatted for people are not re-aligned).
     text_columns = [i for i, dtype in enumerate(table.dtypes) if not pd.api.types.is_numeric_dtype(dtype)]
-    return table.to_markdown(index=False, tablefmt=tablefmt, floatfmt=floatfmt, disable_numparse=text_columns)
+    shown = table.astype(object).where(table.notna(), None)  # missing: "-", not "nan"
+    return shown.to_markdown(
+        index=False, tablefmt=tablefmt, floatfmt=floatfmt, disable_numparse=text_columns, missingval="-"
+    )
 
 
 def render(
