@@ -23,6 +23,7 @@ import pandas as pd
 from segbench import compare, tables
 
 COLORS = {"numpy": "tab:green", "eager": "tab:blue", "function": "tab:orange", "xla": "tab:red"}
+PASS_COLORS = {"forward": "tab:purple", "forward+backward": "tab:olive"}
 PANEL_COLUMNS = 2
 
 
@@ -84,6 +85,34 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _bars(ax, part: pd.DataFrame, cases: list[str], key: str, groups: list[str], value: str, colors: dict) -> None:
+    """A horizontal bar per group (a mode, a pass) for each case, side by side, cases top down;
+    where ``part`` has an ``iqr`` column, the interquartile range as error bars."""
+    height = 0.8 / max(1, len(groups))
+    for k, group in enumerate(groups):
+        rows = part[part[key] == group].set_index("case").reindex(cases)
+        y = np.arange(len(cases)) + (k - (len(groups) - 1) / 2) * height
+        values = rows[value].to_numpy(dtype=float)
+        ax.barh(y, values, height=height, color=colors.get(group, "grey"), label=group)
+        if "iqr" in rows:
+            half = np.nan_to_num(rows["iqr"].to_numpy(dtype=float) / 2)
+            below = np.minimum(half, values * 0.999)  # a log axis has no room below zero
+            ax.errorbar(values, y, xerr=[below, half], fmt="none", ecolor="black", elinewidth=0.7)
+    ax.set_yticks(range(len(cases)), cases, fontsize=7)
+    ax.invert_yaxis()
+
+
+def _log_axis(ax) -> None:
+    """A log x axis labelled at 1, 2 and 5 times a power of ten, as plain numbers (no overlapping
+    minor labels when the data span less than a decade)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def time_per_shape(frame: pd.DataFrame, path: Path, pass_: str) -> Path | None:
     """One panel per shape: a bar per mode for each loss and formulation, IQR as error bars."""
     import matplotlib.pyplot as plt
@@ -99,20 +128,10 @@ def time_per_shape(frame: pd.DataFrame, path: Path, pass_: str) -> Path | None:
         plt, len(shapes), f"{pass_}: time per call (bars: median; error bars: interquartile range)", ok,
         panel_height=0.32 * len(cases) * max(1, len(modes) / 3) + 1.2,
     )  # fmt: skip
-    height = 0.8 / len(modes)
     for ax, shape in zip(axes, shapes, strict=True):
-        part = ok[ok["shape"] == shape]
-        for k, mode in enumerate(modes):
-            rows = part[part["mode"] == mode].set_index("case").reindex(cases)
-            median = rows["median_s"].to_numpy(dtype=float) * 1e3
-            half_iqr = rows["iqr_s"].to_numpy(dtype=float) * 1e3 / 2
-            low = np.minimum(np.nan_to_num(half_iqr), median * 0.999)  # a log axis has no room below zero
-            y = np.arange(len(cases)) + (k - (len(modes) - 1) / 2) * height
-            ax.barh(y, median, height=height, color=COLORS.get(mode, "grey"), label=mode)
-            ax.errorbar(median, y, xerr=[low, np.nan_to_num(half_iqr)], fmt="none", ecolor="black", elinewidth=0.7)
-        ax.set_xscale("log")
-        ax.set_yticks(range(len(cases)), cases, fontsize=7)
-        ax.invert_yaxis()
+        part = ok[ok["shape"] == shape].assign(ms=lambda f: f["median_s"] * 1e3, iqr=lambda f: f["iqr_s"] * 1e3)
+        _bars(ax, part, cases, "mode", modes, "ms", COLORS)
+        _log_axis(ax)
         ax.set_title(f"{shape}, C={part['classes'].iloc[0]}, {part['dtype'].iloc[0]}", fontsize=9)
         ax.set_xlabel("ms per call (log)")
         ax.grid(True, axis="x", which="both", alpha=0.3)
@@ -138,16 +157,9 @@ def xla_speedup(frame: pd.DataFrame, path: Path) -> Path | None:
         plt, len(shapes), "XLA's speedup over eager (eager time / XLA time; right of the line: XLA faster)", ok,
         panel_height=0.3 * len(cases) + 1.2,
     )  # fmt: skip
-    height = 0.8 / max(1, len(passes))
     for ax, shape in zip(axes, shapes, strict=True):
-        part = wide[wide["shape"] == shape]
-        for k, pass_ in enumerate(passes):
-            rows = part[part["pass"] == pass_].set_index("case").reindex(cases)
-            y = np.arange(len(cases)) + (k - (len(passes) - 1) / 2) * height
-            ax.barh(y, rows["speedup"], height=height, color=["tab:purple", "tab:olive"][k % 2], label=pass_)
+        _bars(ax, wide[wide["shape"] == shape], cases, "pass", passes, "speedup", PASS_COLORS)
         ax.axvline(1.0, color="grey", lw=0.8)
-        ax.set_yticks(range(len(cases)), cases, fontsize=7)
-        ax.invert_yaxis()
         ax.set_title(shape, fontsize=9)
         ax.set_xlabel("x faster than eager")
         ax.grid(True, axis="x", alpha=0.3)
@@ -173,16 +185,12 @@ def roofline(frame: pd.DataFrame, path: Path) -> Path | None:
         largest, panel_height=0.3 * len(cases) + 1.2,
     )  # fmt: skip
     modes = [m for m in COLORS if m in set(largest["mode"])]
-    height = 0.8 / max(1, len(modes))
+    # above the slack the ceiling is wrong (segbench.compare): no bar rather than a false one
+    largest = largest.assign(
+        share=lambda f: 100 * f["roofline_fraction"].where(f["roofline_fraction"] <= compare.CEILING_SLACK)
+    )
     for ax, pass_ in zip(axes, passes, strict=True):
-        part = largest[largest["pass"] == pass_]
-        for k, mode in enumerate(modes):
-            rows = part[part["mode"] == mode].set_index("case").reindex(cases)
-            y = np.arange(len(cases)) + (k - (len(modes) - 1) / 2) * height
-            shown = rows["roofline_fraction"].where(rows["roofline_fraction"] <= compare.CEILING_SLACK)
-            ax.barh(y, shown * 100, height=height, color=COLORS[mode], label=mode)
-        ax.set_yticks(range(len(cases)), cases, fontsize=7)
-        ax.invert_yaxis()
+        _bars(ax, largest[largest["pass"] == pass_], cases, "mode", modes, "share", COLORS)
         ax.set_xlim(0, 100)
         ax.set_title(pass_, fontsize=9)
         ax.set_xlabel("% of the read ceiling")
