@@ -541,17 +541,31 @@ def verdict_table(table: pd.DataFrame, fmt: str = "csv") -> pd.DataFrame:
         "n/a" if math.isnan(lo) else f"{lo:.3f}-{hi:.3f}"
         for lo, hi in zip(table["ratio_low"], table["ratio_high"], strict=True)
     ]
-    label = short_cell_label if fmt == "terminal" else cell_label
+    if fmt != "terminal":
+        return pd.DataFrame(
+            {
+                "cell": [cell_label(row) for _, row in table.iterrows()],
+                "old ms": table["median_s_old"] * 1e3,
+                "new ms": table["median_s_new"] * 1e3,
+                "new/old": table["ratio"],
+                f"{stats.CONFIDENCE:.0%} interval": interval,
+                "p": table["p_value"],
+                "n": table["samples"],
+                "verdict": table["verdict"],
+            }
+        )
+    # In a terminal the verdict comes second, so that a narrow table keeps it (n, p, then the
+    # times are what goes first when the cell names are long).
     return pd.DataFrame(
         {
-            "cell": [label(row) for _, row in table.iterrows()],
-            "old ms": table["median_s_old"] * 1e3,
-            "new ms": table["median_s_new"] * 1e3,
+            "cell": [short_cell_label(row) for _, row in table.iterrows()],
+            "verdict": table["verdict"],
             "new/old": table["ratio"],
             f"{stats.CONFIDENCE:.0%} interval": interval,
+            "old": [human_time(v) for v in table["median_s_old"]],
+            "new": [human_time(v) for v in table["median_s_new"]],
             "p": table["p_value"],
             "n": table["samples"],
-            "verdict": table["verdict"],
         }
     )
 
