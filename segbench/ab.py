@@ -245,7 +245,7 @@ def _command(args: argparse.Namespace) -> int:
     except RunInterruptedError as stop:
         print(f"\nsegbench ab: stopped by {stop}; the cells measured so far are in {out}", file=sys.stderr)
         return stop.exit_code
-    status = compare.print_verdicts(table, args.format, args.threshold, args.alpha)
+    status = compare.print_verdicts(table, args.format, args.threshold, args.alpha, args.columns)
     print(f"A/B results in {out}/ (A/, B/, verdicts.csv)", file=sys.stderr)
     return status
 

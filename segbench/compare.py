@@ -625,7 +625,7 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--columns",
         type=tables.parse_columns,
-        help="comma-separated columns to show, by their headings (e.g. 'loss,batch,resolution,best,best ms')",
+        help="comma-separated columns to show, by their headings (e.g. 'loss,shape,best,time')",
     )
 
 

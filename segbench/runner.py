@@ -480,7 +480,10 @@ def _command(args: argparse.Namespace) -> int:
     from segbench import compare, results
 
     frame = results.load(out_dir)
-    print(compare.brief(frame) if args.format == "terminal" else compare.summary(frame, fmt=args.format))
+    if args.format == "terminal" and not args.columns:
+        print(compare.brief(frame))
+    else:
+        print(compare.summary(frame, fmt=args.format, columns=args.columns))
     print(f"\nSaved {len(frame)} cells (cells.jsonl, results.parquet, results.csv, run.json) to {out_dir}/")
     return 0
 
@@ -516,5 +519,7 @@ def add_measuring_options(parser: argparse.ArgumentParser, out_help: str) -> Non
     """The options every command that measures shares (segbench run, segbench ab)."""
     parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu, gpu or gpu:N")
     parser.add_argument("--out", help=out_help)
-    parser.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
+    from segbench.compare import add_output_options
+
+    add_output_options(parser)  # --format, --columns: the same as segbench compare's
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

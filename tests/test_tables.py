@@ -108,3 +108,12 @@ def test_values_and_check_fit_and_start_quietly(command):
     assert widest(done.stdout) <= 100, done.stdout
     for line in STARTUP_LINES:
         assert line not in done.stdout + done.stderr
+
+
+def test_run_takes_the_same_format_and_columns(tmp_path, capsys):
+    args = ["run", "--profile", "tiny", "--loss", "marginal_crossentropy", "--mode", "numpy,xla", "--res", "16"]
+    args += ["--pass", "forward", "--quiet", "--out", str(tmp_path / "r")]
+    assert main([*args, "--columns", "loss,shape,time"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("loss"))
+    assert header.split() == ["loss", "shape", "time"] and widest(out.split("Saved")[0]) <= 100
