@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segbench import compare, environment, stats
+from segbench import compare, environment, stats, tables
 from segbench.progress import Progress
 from segbench.results import ResultWriter, atomic_write_text
 from segbench.runner import failure_columns
@@ -96,6 +96,16 @@ class Side(SupervisedWorker):
     def __init__(self, code: CodeUnderTest):
         super().__init__(code.root)
         self.tested, self.label = code, code.label
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """As SupervisedWorker's, with the side named in an error: a failure is recorded on both
+        sides of the cell, and its message says which side's code raised (e.g. an older commit
+        that lacks a formulation the newer one has)."""
+        try:
+            return super().request(op, **fields)
+        except WorkerError as error:
+            side = f"side {self.label} ({self.tested.ref})"
+            raise WorkerError(f"{side}: {error.message}", error.kind, error.trace) from error
 
 
 def interleave(
@@ -246,6 +256,14 @@ def _command(args: argparse.Namespace) -> int:
         print(f"\nsegbench ab: stopped by {stop}; the cells measured so far are in {out}", file=sys.stderr)
         return stop.exit_code
     status = compare.print_verdicts(table, args.format, args.threshold, args.alpha, args.columns)
+    from segbench import results
+
+    failed = compare.failures(results.load(out / "A"))
+    if len(failed):  # not compared: say so, with the first reason (its side named in the error)
+        print(
+            tables.wrap(f"{len(failed)} cell(s) did not run and were not compared, e.g. {failed['error'].iloc[0]}"),
+            file=sys.stderr,
+        )
     print(f"A/B results in {out}/ (A/, B/, verdicts.csv)", file=sys.stderr)
     return status
 

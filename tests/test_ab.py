@@ -66,3 +66,25 @@ def test_bad_refs_name_the_side(tmp_path, capsys, monkeypatch):
     assert "A: 'no-such-ref' is neither a directory nor a commit" in capsys.readouterr().err
     assert main(["ab", "HEAD", str(tmp_path), "--mode", "numpy", "--out", str(tmp_path / "y")]) == 2
     assert "without segbench/__init__.py" in capsys.readouterr().err
+
+
+def test_a_cell_that_fails_on_one_side_names_that_side(tmp_path, capsys):
+    """A cell one side cannot run (an older commit without a formulation, a bug) is recorded on both
+    sides as not run, and its error says which side's code raised."""
+    import shutil
+
+    tree = tmp_path / "broken"
+    shutil.copytree(ROOT / "segbench", tree / "segbench", ignore=shutil.ignore_patterns("__pycache__"))
+    numpy_losses = tree / "segbench" / "losses_numpy.py"
+    numpy_losses.write_text(
+        numpy_losses.read_text()
+        + "\n\ndef _broken(*args, **kwargs):\n    raise ValueError('broken on purpose')\n\n\n"
+        + 'IMPLEMENTATIONS[("categorical_crossentropy", "fused")] = (_broken, _broken)\n'
+    )
+    sweep = NUMPY_SWEEP.replace(passes=("forward",), batches=(1,))
+    table = run_ab(str(ROOT), str(tree), QUICK, sweep, out=tmp_path / "ab", rounds=4, visits=1, progress=False)
+    assert set(table["formulation"]) == {"reference"}  # only the cell both sides ran is compared
+    for side in ("A", "B"):
+        rows = results.load(tmp_path / "ab" / side).set_index("formulation")
+        assert rows.loc["fused", "status"] == "error"
+        assert f"side B ({tree})" in rows.loc["fused", "error"] and "broken on purpose" in rows.loc["fused", "error"]
