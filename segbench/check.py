@@ -320,7 +320,7 @@ def _render(report: pd.DataFrame, args: argparse.Namespace) -> str:
                 "loss": report["loss"].map(tables.short_loss),
                 "form": report["formulation"],
                 "mode": report["mode"],
-                "pass": report["pass"].replace({"forward+backward": "f+b", "forward": "fwd"}),
+                "pass": report["pass"].replace(tables.SHORT_PASS),
                 "dtype": report["dtype"],
                 "quantity": report["quantity"].str.slice(0, 40),
                 "x tol": report["x tolerance"],

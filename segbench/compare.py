@@ -218,15 +218,14 @@ def _heading(text: str, fmt: str) -> str:
     return f"\n### {text}\n" if fmt == "markdown" else "\n" + tables.wrap(f"== {text} ==") + "\n"
 
 
+def _shape_labels(table: pd.DataFrame) -> list[str]:
+    """b16 512x512 for each row of a table with batch and resolution (HxW) columns."""
+    return [tables.shape_label(b, *r.split("x")) for b, r in zip(table["batch"], table["resolution"], strict=True)]
+
+
 def _terminal_speedups(table: pd.DataFrame) -> pd.DataFrame:
     """speedup_table for a terminal: one shape column, times in their unit, short headings."""
-    out = pd.DataFrame(
-        {
-            "loss": table["loss"],
-            "form": table["formulation"],
-            "shape": [f"b{b} {r}" for b, r in zip(table["batch"], table["resolution"], strict=True)],
-        }
-    )
+    out = pd.DataFrame({"loss": table["loss"], "form": table["formulation"], "shape": _shape_labels(table)})
     if "eager ms" in table:
         out["eager"] = [human_time(v / 1e3) for v in table["eager ms"]]
     for column in table.columns:
@@ -238,14 +237,15 @@ def _terminal_speedups(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _terminal_compile(table: pd.DataFrame) -> pd.DataFrame:
-    """compile_table for a terminal: first calls in their unit, break-even calls as integers or never."""
+def readable_compile_table(table: pd.DataFrame) -> pd.DataFrame:
+    """compile_table as people read it (terminal, Markdown, the report's page): first calls in
+    their unit, break-even calls as integers or never, one shape column."""
     out = pd.DataFrame(
         {
             "loss": table["loss"],
             "form": table["formulation"],
-            "pass": table["pass"].replace({"forward+backward": "f+b", "forward": "fwd"}),
-            "shape": [f"b{b} {r}" for b, r in zip(table["batch"], table["resolution"], strict=True)],
+            "pass": table["pass"].replace(tables.SHORT_PASS),
+            "shape": _shape_labels(table),
         }
     )
     for column in table.columns:
@@ -259,9 +259,6 @@ def _terminal_compile(table: pd.DataFrame) -> pd.DataFrame:
                 human_calls(v) for v in table[column]
             ]
     return out
-
-
-TERMINAL_DROP_FIRST = ["fn /numpy x", "xla /numpy x", "numpy x", "numpy 1st", "eager 1st", "fn 1st"]
 
 
 def summary(frame: pd.DataFrame, fmt: str = "terminal", columns: Sequence[str] | None = None) -> str:
@@ -291,7 +288,7 @@ def summary(frame: pd.DataFrame, fmt: str = "terminal", columns: Sequence[str] |
             sections.append(
                 (
                     f"first call (trace + compile), {note}; calls until compiling paid off against eager",
-                    _terminal_compile(table),  # people read Markdown too: integers or never, times in units
+                    readable_compile_table(table),
                 )
             )
         table, note = _constant_columns(ceiling_table(frame))
@@ -353,10 +350,6 @@ def human_calls(calls: float) -> str:
     return "never" if math.isinf(calls) else f"{int(calls):d}"
 
 
-def _short_loss(loss: str) -> str:
-    return loss.replace("crossentropy", "ce")
-
-
 def _one_decimal(value: float) -> str:
     """A ratio for people: one decimal, or "-" where it was not measured (e.g. no eager cell)."""
     return "-" if value is None or pd.isna(value) else f"{value:.1f}"
@@ -384,8 +377,8 @@ def brief(frame: pd.DataFrame) -> str:
         index = tuple(row[k] for k in key)
         rows.append(
             {
-                "loss": f"{_short_loss(row['loss'])}/{row['formulation'][:3]}",
-                "shape": f"b{row['batch']} {row['resolution']}",
+                "loss": f"{tables.short_loss(row['loss'])}/{row['formulation'][:3]}",
+                "shape": tables.shape_label(row["batch"], *row["resolution"].split("x")),
                 "fastest": row["best"],
                 "time": human_time(row["best ms"] / 1e3),
                 "XLA x": _one_decimal(row.get("xla x", math.nan)),
@@ -527,10 +520,9 @@ VERDICT_COLUMNS = [
 
 def short_cell_label(row: pd.Series | dict) -> str:
     """A cell's name within 50 columns: ce/blocked/xla/f+b b16 512x512 (classes, dtype left out)."""
-    pass_ = "f+b" if row["pass"] == "forward+backward" else "fwd"
     return (
-        f"{tables.short_loss(row['loss'])}/{row['formulation']}/{row['mode']}/{pass_} "
-        f"b{row['batch']} {row['height']}x{row['width']}"
+        f"{tables.short_loss(row['loss'])}/{row['formulation']}/{row['mode']}/{tables.SHORT_PASS[row['pass']]} "
+        + tables.shape_label(row["batch"], row["height"], row["width"])
     )
 
 

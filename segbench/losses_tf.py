@@ -141,6 +141,7 @@ IMPLEMENTATIONS[("marginal_crossentropy", "fused")] = fused_marginal_crossentrop
 # k*C slices compiles to a chain of pads many times slower than the loss.
 
 Channels = list  # one (N, M) tensor per class
+MIN_BLOCK_PIXELS = 1024  # below this many pixels a block, an image is not cut (see _blocks)
 
 
 def _blocks(pixels: int, classes: int) -> int:
@@ -151,9 +152,6 @@ def _blocks(pixels: int, classes: int) -> int:
     while pixels % blocks:
         blocks -= 1
     return blocks
-
-
-MIN_BLOCK_PIXELS = 1024
 
 
 def _column_total(x: tf.Tensor) -> tf.Tensor:

@@ -140,6 +140,12 @@ FORMULATIONS: dict[str, str] = {
 # ops, which eager and numpy would run one by one.
 FORMULATION_MODES: dict[str, tuple[str, ...]] = {"blocked": ("function", "xla")}
 
+
+def runs_in(formulation: str, mode: str) -> bool:
+    """Whether ``formulation`` is meant to run in ``mode`` (see FORMULATION_MODES)."""
+    return mode in FORMULATION_MODES.get(formulation, (mode,))
+
+
 _TF_DTYPES = ("float16", "bfloat16", "float32", "float64")
 MODES: dict[str, Mode] = {
     mode.name: mode
@@ -214,7 +220,7 @@ def unsupported(loss: str, formulation: str, mode: str, gradient: bool) -> str |
     spec = get_loss(loss)
     if formulation not in spec.formulations:
         return f"loss {loss} has no {formulation} formulation (it has: {', '.join(spec.formulations)})"
-    if mode not in FORMULATION_MODES.get(formulation, (mode,)):
+    if not runs_in(formulation, mode):
         return f"formulation {formulation} runs only in modes {', '.join(FORMULATION_MODES[formulation])}"
     if spec.user is not None and MODES[mode].backend == "numpy":
         if spec.user.numpy is None:

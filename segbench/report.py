@@ -237,10 +237,11 @@ def write_report(frame: pd.DataFrame, out_dir: Path) -> Path:
         table = compare.speedup_table(frame, pass_)
         if len(table):
             sections.append(f"<h2>{html.escape(pass_)}: speedup over eager, best mode</h2>" + _html(table))
-    first = compare._terminal_compile(compare.compile_table(frame)) if len(compare.compile_table(frame)) else None
-    if first is not None:
+    first = compare.compile_table(frame)
+    if len(first):
         sections.append(
-            "<h2>first call (trace + compile) and calls until compiling paid off against eager</h2>" + _html(first)
+            "<h2>first call (trace + compile) and calls until compiling paid off against eager</h2>"
+            + _html(compare.readable_compile_table(first))
         )
     ceilings = compare.ceiling_table(frame)
     if len(ceilings):

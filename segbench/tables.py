@@ -15,9 +15,17 @@ WIDTH = 100
 FORMATS = ("terminal", "markdown", "csv")
 
 
+SHORT_PASS = {"forward": "fwd", "forward+backward": "f+b"}
+
+
 def short_loss(name: str) -> str:
     """A loss name that leaves room for numbers: crossentropy -> ce."""
     return name.replace("crossentropy", "ce")
+
+
+def shape_label(batch: int, height: int, width: int) -> str:
+    """A shape as the tables write it: b16 512x512."""
+    return f"b{batch} {height}x{width}"
 
 
 def choose_columns(table: pd.DataFrame, columns: Sequence[str] | None) -> pd.DataFrame:
@@ -78,7 +86,7 @@ def render(
     for column in order:
         hidden.append(column)
         text = _text(table.drop(columns=hidden), "simple", floatfmt)
-        if _widest(text) <= width - 0:
+        if _widest(text) <= width:
             break
     note = f"(not shown to fit {width} columns: {', '.join(hidden)}; choose with --columns, all with --format csv)"
     return text + "\n" + wrap(note, width)
@@ -92,8 +100,3 @@ def wrap(text: str, width: int = WIDTH) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width))
-
-
-def fits(text: str, width: int = WIDTH) -> bool:
-    """Every line of ``text`` within ``width`` columns (what the tests hold each command to)."""
-    return _widest(text) <= width

@@ -19,7 +19,7 @@ ALL_FORMULATIONS = tuple(segbench.FORMULATIONS)
 
 def formulations_for(mode: str) -> tuple[str, ...]:
     """The formulations that run in ``mode`` (blocked is for graph modes only)."""
-    return tuple(f for f in ALL_FORMULATIONS if mode in segbench.registry.FORMULATION_MODES.get(f, (mode,)))
+    return tuple(f for f in ALL_FORMULATIONS if segbench.registry.runs_in(f, mode))
 
 
 def to_numpy(value):
@@ -56,18 +56,20 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     TensorFlow's build, load, variables) under machine_info["segbench"], where
     segbench.importers.from_pytest_benchmark reads it."""
     from segbench import environment
-    from segbench.sweep import PROFILE_ENV
+    from segbench.sweep import get_profile
     from segbench.worker import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    profile = os.environ.get(PROFILE_ENV) or "default"
+    profile = get_profile().name  # the timed profile, as tests/bench picks it
     machine_info["segbench"] = environment.collect(uses_tensorflow=True, profile=profile, source="pytest-benchmark")
 
 
 @pytest.fixture(autouse=True)
 def _plugins_variable_restored(monkeypatch):
     """segbench's commands export --plugin to $SEGBENCH_PLUGINS (for their workers); a test's
-    command must not hand its plugins to the processes of the tests after it."""
+    command must not hand its plugins to the processes of the tests after it. Setting the variable
+    through monkeypatch first makes monkeypatch restore it (or remove it) after the test, however
+    the command changed it."""
     monkeypatch.setenv("SEGBENCH_PLUGINS", os.environ.get("SEGBENCH_PLUGINS", ""))
     if not os.environ["SEGBENCH_PLUGINS"]:
         monkeypatch.delenv("SEGBENCH_PLUGINS")

@@ -29,14 +29,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         profile = get_profile(None if timing else "tiny")
         cases = profile.resolved_sweep().cases()
         metafunc.parametrize("case", cases, ids=[c.name for c in cases])
-        metafunc.parametrize("budget", [profile.budget], ids=[profile.name])
-
-
-def budget_profile(budget: TimerBudget) -> str:
-    """The profile whose budget this is (parametrized by name, see pytest_generate_tests)."""
-    from segbench.sweep import PROFILES
-
-    return next((name for name, p in PROFILES.items() if p.budget == budget), "custom")
+        metafunc.parametrize("profile", [profile], ids=[profile.name])
 
 
 def calls_per_round(prepared, budget: TimerBudget) -> int:
@@ -50,7 +43,8 @@ def calls_per_round(prepared, budget: TimerBudget) -> int:
 
 
 @pytest.mark.bench
-def test_loss(benchmark, case, budget):
+def test_loss(benchmark, case, profile):
+    budget = profile.budget
     prepared = case.prepare()  # inputs on the device; first call (trace + compile) made here
     # The modes of one cell side by side in a group; every name says the whole cell, so that a
     # --benchmark-compare-fail line names the loss, formulation, mode, pass and shape.
@@ -59,7 +53,7 @@ def test_loss(benchmark, case, budget):
     benchmark.extra_info["case"] = case.key()
     benchmark.extra_info["loss_value"] = prepared.first_value
     benchmark.extra_info["compile_s"] = prepared.first_call_s
-    benchmark.extra_info["profile"] = budget_profile(budget)
+    benchmark.extra_info["profile"] = profile.name
     benchmark.extra_info["device"] = f"{prepared.device.kind}:{prepared.device.index}"
     benchmark.extra_info["device_name"] = prepared.device.name
     value = benchmark.pedantic(
