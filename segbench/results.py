@@ -67,7 +67,7 @@ SCHEMA: dict[str, str] = {
     "dtype": "string",
     "visits": "Int64",  # how many visits' samples the row pools (segbench run measures a cell in several)
     "benchmark": "string",  # what produced the row: "segbench run", or the asv/pytest-benchmark name
-    "status": "string",  # ok | error | oom | killed | skipped | failed
+    "status": "string",  # ok | error | oom | killed | timeout | skipped | failed
     "error": "string",
     # time
     "compile_s": "float64",  # the first call: trace (+ XLA compile) + first run
@@ -271,7 +271,11 @@ class ResultWriter:
     directory: a second writer fails with :class:`RunLockedError`.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], meta: Mapping[str, Any]):
+    def __init__(
+        self, directory: str | os.PathLike[str], meta: Mapping[str, Any], run_meta: Mapping[str, Any] | None = None
+    ):
+        """``meta``: the columns every row gets; ``run_meta``: run.json's content if it differs (a
+        new run's plan and device), written only when the directory has no run.json yet."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = _lock(self.directory)
@@ -280,7 +284,8 @@ class ResultWriter:
         _cut_torn_line(journal)
         self.rows: list[dict[str, Any]] = read_journal(journal)
         if not (self.directory / RUN_META).exists():
-            atomic_write_text(self.directory / RUN_META, json.dumps(self.meta, indent=2, sort_keys=True))
+            text = json.dumps(dict(run_meta if run_meta is not None else meta), indent=2, sort_keys=True, default=str)
+            atomic_write_text(self.directory / RUN_META, text)
 
     def done_keys(self) -> set[tuple]:
         """Keys of cells already in the journal (for --resume)."""

@@ -47,7 +47,14 @@ from segbench.sweep import (
     shard_cases,
 )
 from segbench.timing import Measurement, measure, time_rounds, warm_up
-from segbench.worker import RunInterruptedError, SupervisedWorker, WorkerDiedError, WorkerError, stop_on_signals
+from segbench.worker import (
+    RunInterruptedError,
+    SupervisedWorker,
+    WorkerDiedError,
+    WorkerError,
+    WorkerTimeoutError,
+    stop_on_signals,
+)
 
 DEFAULT_RESULTS = Path("results") / "runs"
 ORACLE_MAX_ELEMENTS = 2**25  # beyond this the float64 oracle would need gigabytes: not computed
@@ -82,6 +89,39 @@ def memory_needed(case: Case) -> int:
     elements = case.pixels * case.classes
     oracle_peak = ORACLE_PEAK_INPUTS * elements * 4 if elements <= ORACLE_MAX_ELEMENTS else 0  # float32 inputs
     return int(resident + max(loss_peak, oracle_peak))
+
+
+# A cell's visit (scene, ceiling, oracle, first call, timing, memory) took at most 6 s on the Xeon
+# and 9 s on the AMD EPYC in the published default runs (finished_at of consecutive journal rows):
+# the default limit leaves ten times that, plus time that grows with the budget and the cell's size.
+TIME_LIMIT_BASE_S = 60.0
+TIME_LIMIT_PER_BUDGET_S = 20.0  # per second of the profile's timed + warm-up budget
+TIME_LIMIT_PER_ELEMENT_S = 1e-6  # per element of one input (16 x 512 x 512 x 4: 17 s more)
+
+
+def cell_time_limit(case: Case, budget: TimerBudget) -> float:
+    """Seconds one visit of ``case`` may take before its worker is killed and the cell is stored
+    as ``timeout`` (a loss that never returns must not hang the run); ``--cell-timeout`` overrides it."""
+    return (
+        TIME_LIMIT_BASE_S
+        + TIME_LIMIT_PER_BUDGET_S * (budget.min_run_time + budget.warmup_time)
+        + TIME_LIMIT_PER_ELEMENT_S * case.pixels * case.classes
+    )
+
+
+def parse_time_limit(text: str | float | None) -> float | None:
+    """``--cell-timeout``: seconds (> 0), or 0 / "none" for no limit; None keeps the default."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    if text.strip().lower() in ("0", "none", "off"):
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"--cell-timeout takes seconds > 0, or 0/none for no limit, got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -288,10 +328,23 @@ class Runner:
 class CellSupervisor:
     """Sends cells to a warm worker process and starts a fresh one when a cell kills it."""
 
-    def __init__(self, device: str, uses_tensorflow: bool, budget: TimerBudget, code: str | None = None):
+    def __init__(
+        self,
+        device: str,
+        uses_tensorflow: bool,
+        budget: TimerBudget,
+        code: str | None = None,
+        time_limit: float | None = None,
+    ):
         self.device, self.uses_tensorflow, self.budget = device, uses_tensorflow, budget
         self.worker = SupervisedWorker(code)
         self.visit = 1  # the visit the current worker serves
+        self.time_limit = time_limit  # seconds per visit of a cell; None: cell_time_limit; 0: none
+
+    def limit_for(self, case: Case) -> float | None:
+        if self.time_limit is None:
+            return cell_time_limit(case, self.budget)
+        return self.time_limit or None
 
     def hello(self, profile: str) -> dict[str, Any]:
         """The device and the run's environment, as the worker sees them."""
@@ -307,12 +360,16 @@ class CellSupervisor:
         try:
             return self.worker.request(
                 op,
+                timeout=self.limit_for(case),
                 case=case.key(),
                 budget=dataclasses.asdict(self.budget.per_visit()),
                 device=self.device,
                 uses_tensorflow=self.uses_tensorflow,
                 **fields,
             )["row"]
+        except WorkerTimeoutError as late:
+            error = f"{late}; --cell-timeout sets the limit"
+            return {**case.key(), "benchmark": "segbench run", "status": "timeout", "error": error}
         except WorkerDiedError as died:
             return {**case.key(), "benchmark": "segbench run", "status": "killed", "error": str(died)}
 
@@ -342,22 +399,28 @@ def run(
     resume: bool = False,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
+    time_limit: float | None = None,
+    plugins: tuple[str, ...] = (),
 ) -> Path:
     """Run the sweep (or its ``shard`` K of N) into the directory ``out`` and return it; see the
-    module docstring."""
+    module docstring. ``resume`` continues ``out`` (default: the newest unfinished run), whose
+    ``run.json`` records its profile, sweep and shard: a different one is refused, not mixed in.
+    ``time_limit``: seconds per visit of a cell (None: :func:`cell_time_limit`; 0: no limit)."""
     sweep = sweep or profile.resolved_sweep()
+    out_dir = Path(out) if out else None
+    if resume and out_dir is None:
+        out_dir = newest_unfinished_run(DEFAULT_RESULTS)
+    if out_dir is not None and not resume and (out_dir / "cells.jsonl").exists():
+        raise ValueError(f"--out {out_dir} already holds results: add --resume to continue it, or choose another --out")
+    if resume:
+        check_resumable(out_dir, profile, sweep, shard)
     cases = shard_cases(sweep.cases(), shard)
     if not cases:
         raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
     devices.parse_spec(device)
     uses_tensorflow = any(MODES[case.mode].backend == "tensorflow" for case in cases)
-    out_dir = Path(out) if out else None
-    if resume and out_dir is None:
-        out_dir = latest_run(DEFAULT_RESULTS)
-    if out_dir is not None and not resume and (out_dir / "cells.jsonl").exists():
-        raise ValueError(f"--out {out_dir} already holds results: add --resume to continue it, or choose another --out")
 
-    supervisor = CellSupervisor(device, uses_tensorflow, profile.budget)
+    supervisor = CellSupervisor(device, uses_tensorflow, profile.budget, time_limit=time_limit)
     try:
         with stop_on_signals(), contextlib.ExitStack() as stack:
             try:
@@ -370,14 +433,14 @@ def run(
             if out_dir is not None and (out_dir / "run.json").exists():
                 meta = json.loads((out_dir / "run.json").read_text())
             else:
-                meta = {**hello["meta"], "shard": f"{shard[0]}/{shard[1]}" if shard else None}
+                meta = {**hello["meta"], **plan_record(profile, sweep, shard, plugins)}
                 out_dir = out_dir or DEFAULT_RESULTS / meta["run_id"]
-            meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}  # per row: numpy on the CPU
-            writer = stack.enter_context(ResultWriter(out_dir, meta))
+            # per row, not per run: numpy cells run on the CPU; the plan is in run.json only
+            row_meta = {k: v for k, v in meta.items() if k not in ("device", "device_name", *PLAN_FIELDS)}
+            writer = stack.enter_context(ResultWriter(out_dir, row_meta, run_meta=meta))
             visits = profile.budget.visits
             first = {_key(r): r for r in writer.rows if (r.get("visit") or 1) == 1}
-            done = {(_key(r), r.get("visit") or 1) for r in writer.rows}
-            todo = [(v, case) for v in range(1, visits + 1) for case in cases if (_key(case.key()), v) not in done]
+            todo = pending_visits(cases, visits, writer.rows)
             print(
                 f"segbench run: profile {profile.name}, {len(cases)} cells x {visits} visit(s) "
                 f"({visits * len(cases) - len(todo)} already done), device {target['kind']}:{target['index']} "
@@ -415,37 +478,198 @@ def _key(key: dict[str, Any]) -> tuple:
     return tuple(key[k] for k in KEY_COLUMNS)
 
 
+# ---------------------------------------------------------------------------------------------
+# What a run was asked to do, recorded in its run.json, so that --resume continues that and only that.
+
+SWEEP_FIELDS = ("losses", "formulations", "modes", "passes", "batches", "resolutions", "classes", "dtypes")
+PLAN_FIELDS = ("sweep", "plugins", "schema_version")  # run.json keys that are not row columns
+
+
+def plan_record(profile: Profile, sweep: Sweep, shard: tuple[int, int] | None, plugins: tuple[str, ...]) -> dict:
+    """The run.json fields that say what the run measures: profile, sweep, shard, plugins, schema."""
+    from segbench.results import SCHEMA_VERSION
+
+    return {
+        "profile": profile.name,
+        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+        "sweep": {
+            name: [list(v) if isinstance(v, tuple) else v for v in getattr(sweep, name)] for name in SWEEP_FIELDS
+        },
+        "plugins": list(plugins),
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+@dataclass(frozen=True)
+class RecordedPlan:
+    """A run's plan as its run.json records it (``sweep`` is None for runs of segbench < 0.2)."""
+
+    profile: Profile
+    sweep: Sweep | None
+    shard: tuple[int, int] | None
+    plugins: tuple[str, ...]
+
+
+def read_meta(out_dir: Path) -> dict[str, Any]:
+    """A run's run.json; a ValueError names the folder when there is none or it is not JSON."""
+    path = out_dir / "run.json"
+    if not path.exists():
+        raise ValueError(f"--resume: {out_dir} is not a segbench run (no run.json)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--resume: {path} is damaged ({error.msg}, line {error.lineno})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"--resume: {path} is damaged (not a JSON object)")
+    return meta
+
+
+def recorded_plan(out_dir: Path) -> RecordedPlan:
+    """What the run in ``out_dir`` was started to measure; refuses a run of a newer schema."""
+    from segbench.results import JOURNAL, SCHEMA_VERSION, read_journal
+
+    meta = read_meta(out_dir)
+    versions = [meta.get("schema_version")] + [r.get("schema_version") for r in read_journal(out_dir / JOURNAL)]
+    newest = max((int(v) for v in versions if isinstance(v, (int, float))), default=None)
+    if newest is not None and newest > SCHEMA_VERSION:
+        raise ValueError(
+            f"--resume: {out_dir} was written by a newer segbench (schema version {newest}; this one writes "
+            f"{SCHEMA_VERSION}): resume it with that version, or start a new run with another --out"
+        )
+    profile = get_profile(meta.get("profile") or "default")
+    shard = parse_shard(meta["shard"]) if meta.get("shard") else None
+    plugins = tuple(meta.get("plugins") or ())
+    recorded = meta.get("sweep")
+    if not isinstance(recorded, dict):
+        return RecordedPlan(profile, None, shard, plugins)
+    fields = {name: tuple(tuple(v) if isinstance(v, list) else v for v in recorded[name]) for name in SWEEP_FIELDS}
+    try:
+        sweep = Sweep(**fields)
+    except ValueError as error:
+        hint = f" (the run loaded the plugins {', '.join(plugins)}: pass them with --plugin)" if plugins else ""
+        raise ValueError(f"--resume: {out_dir} cannot be continued here: {error}{hint}") from None
+    return RecordedPlan(profile, sweep, shard, plugins)
+
+
+def _shown(values: tuple) -> str:
+    return ",".join("x".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in values)
+
+
+def plan_differences(
+    plan: RecordedPlan, profile: Profile | None, sweep: dict[str, tuple] | Sweep, shard: tuple[int, int] | None
+) -> list[str]:
+    """How a requested profile, sweep (all its fields, or only those the user gave) and shard
+    differ from a run's recorded plan, one phrase each; [] when they agree."""
+    given = {name: getattr(sweep, name) for name in SWEEP_FIELDS} if isinstance(sweep, Sweep) else sweep
+    differences = []
+    if profile is not None and profile.name != plan.profile.name:
+        differences.append(f"profile {profile.name} (the run's: {plan.profile.name})")
+    if plan.sweep is not None:
+        for name, values in given.items():
+            if tuple(values) != getattr(plan.sweep, name):
+                differences.append(f"{name} {_shown(tuple(values))} (the run's: {_shown(getattr(plan.sweep, name))})")
+    if shard is not None and shard != plan.shard:
+        recorded = f"{plan.shard[0]}/{plan.shard[1]}" if plan.shard else "none"
+        differences.append(f"shard {shard[0]}/{shard[1]} (the run's: {recorded})")
+    return differences
+
+
+def check_resumable(out_dir: Path, profile: Profile, sweep: Sweep, shard: tuple[int, int] | None) -> None:
+    """Refuse to resume ``out_dir`` with another profile, sweep or shard than it was started with."""
+    plan = recorded_plan(out_dir)
+    differences = plan_differences(plan, profile, sweep, shard)
+    if plan.shard is not None and shard is None:
+        differences.append(f"no shard (the run's: {plan.shard[0]}/{plan.shard[1]})")
+    if differences:
+        raise ValueError(
+            f"--resume: {out_dir} was started with another plan; asked for {'; '.join(differences)}. "
+            "Resume it with no grid options (its plan is in its run.json), or start a new run with another --out"
+        )
+
+
+def pending_visits(cases: list[Case], visits: int, rows: list[dict[str, Any]]) -> list[tuple[int, Case]]:
+    """The (visit, case) pairs still to measure, in the order a run measures them: every first
+    visit, then the later ones; a cell whose first visit failed gets no later visit."""
+    done = {(_key(r), r.get("visit") or 1) for r in rows}
+    failed = {_key(r) for r in rows if (r.get("visit") or 1) == 1 and r.get("status") != "ok"}
+    return [
+        (v, case)
+        for v in range(1, visits + 1)
+        for case in cases
+        if (_key(case.key()), v) not in done and not (v > 1 and _key(case.key()) in failed)
+    ]
+
+
+def unfinished_visits(out_dir: Path) -> tuple[int, int] | None:
+    """(visits still to measure, visits in all) of a run, from its plan and journal; None when the
+    run records no plan (segbench < 0.2) or cannot be read."""
+    from segbench.results import JOURNAL, read_journal
+
+    try:
+        plan = recorded_plan(out_dir)
+        rows = read_journal(out_dir / JOURNAL)
+    except (ValueError, OSError):
+        return None
+    if plan.sweep is None:
+        return None
+    cases = shard_cases(plan.sweep.cases(), plan.shard)
+    visits = plan.profile.budget.visits
+    return len(pending_visits(cases, visits, rows)), len(cases) * visits
+
+
+def newest_unfinished_run(root: Path) -> Path:
+    """The most recently started run under ``root`` that has cells left to measure (said on stderr)."""
+    candidates = []
+    for path in root.glob("*/run.json") if root.exists() else []:
+        with contextlib.suppress(ValueError, OSError):
+            started = str(read_meta(path.parent).get("started_at") or "")
+            candidates.append((started, path.stat().st_mtime, path.parent))
+    for _, _, out_dir in sorted(candidates, reverse=True):
+        left = unfinished_visits(out_dir)
+        if left and left[0]:
+            print(f"segbench run: resuming {out_dir}, the newest unfinished run ({left[0]} of {left[1]} visits left)")
+            return out_dir
+    raise FileNotFoundError(f"--resume: no unfinished run under {root} ({len(candidates)} finished); pass --out DIR")
+
+
 def latest_run(root: Path) -> Path:
-    runs = sorted(p for p in root.glob("*") if (p / "run.json").exists()) if root.exists() else []
-    if not runs:
-        raise FileNotFoundError(f"--resume: no earlier run under {root}; pass --out DIR")
-    return runs[-1]
+    """Deprecated name of :func:`newest_unfinished_run`."""
+    return newest_unfinished_run(root)
+
+
+GRID_OPTIONS = {  # sweep field: (option, parser)
+    "losses": ("loss", parse_names),
+    "formulations": ("formulation", parse_names),
+    "modes": ("mode", parse_names),
+    "passes": ("pass", parse_names),
+    "batches": ("batch", parse_ints),
+    "resolutions": ("res", lambda _, text: parse_resolutions(text)),
+    "classes": ("classes", parse_ints),
+    "dtypes": ("dtype", parse_names),
+}
+
+
+def given_grid(args: argparse.Namespace) -> dict[str, tuple]:
+    """The sweep fields the grid options on the command line set, parsed (only those given)."""
+    changes = {}
+    for field, (option, parse) in GRID_OPTIONS.items():
+        text = getattr(args, "passes" if option == "pass" else option)
+        if text is not None:
+            values = parse(option, text)
+            _no_repeats(option, values)
+            changes[field] = values
+    return changes
 
 
 def sweep_from_args(args: argparse.Namespace) -> tuple[Profile, Sweep]:
     """The profile and the sweep the grid options ask for; a bad value is a ValueError naming its option."""
     profile = get_profile(args.profile)
-    options = {  # sweep field: (option, parser)
-        "losses": ("loss", parse_names),
-        "formulations": ("formulation", parse_names),
-        "modes": ("mode", parse_names),
-        "passes": ("pass", parse_names),
-        "batches": ("batch", parse_ints),
-        "resolutions": ("res", lambda _, text: parse_resolutions(text)),
-        "classes": ("classes", parse_ints),
-        "dtypes": ("dtype", parse_names),
-    }
-    changes = {}
-    for field, (option, parse) in options.items():
-        text = getattr(args, "passes" if option == "pass" else option)
-        if text is not None:
-            values = parse(option, text)
-            _no_repeats(option, values)
-            try:
-                profile.sweep.replace(**{field: values})  # validated one option at a time, to name it
-            except ValueError as error:
-                raise ValueError(f"--{option}: {error}") from None
-            changes[field] = values
+    changes = given_grid(args)
+    for field, values in changes.items():
+        try:
+            profile.sweep.replace(**{field: values})  # validated one option at a time, to name it
+        except ValueError as error:
+            raise ValueError(f"--{GRID_OPTIONS[field][0]}: {error}") from None
     return profile, profile.resolved_sweep().replace(**changes)
 
 
@@ -455,25 +679,62 @@ def _no_repeats(option: str, values: tuple) -> None:
         raise ValueError(f"--{option} lists {', '.join(repeated)} more than once: each cell is measured once")
 
 
+def resume_plan(args: argparse.Namespace) -> tuple[Path, Profile, Sweep, tuple[int, int] | None]:
+    """``segbench run --resume``: the run to continue and its recorded plan; options that contradict
+    the plan are refused (a run of segbench < 0.2 records none: the options say what it was)."""
+    out_dir = Path(args.out) if args.out else newest_unfinished_run(DEFAULT_RESULTS)
+    plan = recorded_plan(out_dir)
+    shard = parse_shard(args.shard) if args.shard else None
+    if plan.sweep is None:
+        profile, sweep = sweep_from_args(args)
+        return out_dir, profile, sweep, shard or plan.shard
+    profile = get_profile(args.profile) if args.profile else None
+    differences = plan_differences(plan, profile, given_grid(args), shard)
+    if differences:
+        raise ValueError(
+            f"--resume: {out_dir} was started with another plan; asked for {'; '.join(differences)}. "
+            "Resume it with no grid options (its plan is in its run.json), or start a new run with another --out"
+        )
+    return out_dir, plan.profile, plan.sweep, plan.shard
+
+
 def _command(args: argparse.Namespace) -> int:
-    profile, sweep = sweep_from_args(args)
+    time_limit = parse_time_limit(args.cell_timeout)
+    if args.resume and not args.list:
+        out, profile, sweep, shard = resume_plan(args)
+    else:
+        profile, sweep = sweep_from_args(args)
+        out, shard = args.out, parse_shard(args.shard) if args.shard else None
     if args.list:
-        for case in shard_cases(sweep.cases(), parse_shard(args.shard) if args.shard else None):
+        for case in shard_cases(sweep.cases(), shard):
             print(case.name)
         return 0
+    plugins = tuple(getattr(args, "plugin", None) or ())
     try:
-        shard = parse_shard(args.shard) if args.shard else None
         out_dir = run(
-            profile, sweep, device=args.device, out=args.out, resume=args.resume, progress=not args.quiet, shard=shard
+            profile,
+            sweep,
+            device=args.device,
+            out=out,
+            resume=args.resume,
+            progress=not args.quiet,
+            shard=shard,
+            time_limit=time_limit,
+            plugins=plugins,
         )
     except devices.DeviceUnavailableError as error:
         print(f"segbench run: error: {error}", file=sys.stderr)
         return 2
     except RunInterruptedError as stop:
-        where = getattr(stop, "out_dir", None) or args.out
+        where = getattr(stop, "out_dir", None) or out
+        again = ["segbench run --resume"] + [f"--plugin {p}" for p in plugins]
+        if where:
+            again.append(f"--out {where}")
+        if args.cell_timeout is not None:
+            again.append(f"--cell-timeout {args.cell_timeout}")
         print(
-            f"\nsegbench run: stopped by {stop}; every finished cell is saved. Continue with: "
-            f"segbench run --resume{' --out ' + str(where) if where else ''}",
+            f"\nsegbench run: stopped by {stop}; every finished cell is saved. Continue with: {' '.join(again)}"
+            " (it takes the profile, grid and shard from the run's run.json)",
             file=sys.stderr,
         )
         return stop.exit_code
@@ -509,7 +770,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_grid_options(parser)
     add_measuring_options(parser, out_help="run directory (default: results/runs/<run id>)")
-    parser.add_argument("--resume", action="store_true", help="continue --out (default: the latest run)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue --out (default: the newest unfinished run) with the profile, grid and shard in its run.json",
+    )
     parser.add_argument("--shard", help="K/N: run only the K-th of N parts of the sweep (combine with segbench merge)")
     parser.add_argument("--list", action="store_true", help="print the cells of the sweep and exit")
     parser.set_defaults(handler=_command)
@@ -523,3 +788,9 @@ def add_measuring_options(parser: argparse.ArgumentParser, out_help: str) -> Non
 
     add_output_options(parser)  # --format, --columns: the same as segbench compare's
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--cell-timeout",
+        metavar="SECONDS",
+        help="stop a cell's visit after this long and record it as timeout (default: from the profile's "
+        "budget and the cell's size, about 90 s at the default profile's largest shape; 0 or none: no limit)",
+    )

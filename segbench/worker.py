@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,14 @@ PLUGINS_ENV = "SEGBENCH_PLUGINS"
 
 class WorkerDiedError(RuntimeError):
     """The worker process ended while measuring: how it died is in the message."""
+
+
+class WorkerTimeoutError(WorkerDiedError):
+    """The worker ran past its time limit on one request and was killed (a loss that never returns)."""
+
+    def __init__(self, limit_s: float, elapsed_s: float):
+        super().__init__(f"ran {elapsed_s:.1f} s, past its time limit of {limit_s:g} s; its worker was killed")
+        self.limit_s, self.elapsed_s = limit_s, elapsed_s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,21 +120,46 @@ class Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, **(env or {})},
-            text=True,
             # Its own session: Ctrl-C in a terminal goes to the supervisor, which stops the workers.
             start_new_session=True,
         )
         return cls(process, Path(code) if code else None)
 
-    def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request and wait for its reply; WorkerDiedError if the process ends meanwhile."""
+    _pending: bytes = b""  # what was read from the worker past the last reply's newline (nothing, normally)
+
+    def _read_reply(self, timeout: float | None) -> bytes:
+        """One reply line, or b"" if the worker ended; WorkerTimeoutError after ``timeout`` seconds
+        (the worker's whole process group is killed first, so nothing it started keeps running)."""
+        import select
+
+        fd = self.process.stdout.fileno()
+        start = time.monotonic()
+        buffer = self._pending
+        while b"\n" not in buffer:
+            remaining = None if timeout is None else timeout - (time.monotonic() - start)
+            if remaining is not None and remaining <= 0:
+                self.kill()
+                raise WorkerTimeoutError(timeout, time.monotonic() - start)
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b""
+            buffer += chunk
+        line, _, self._pending = buffer.partition(b"\n")
+        return line
+
+    def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait for its reply; WorkerDiedError if the process ends meanwhile,
+        WorkerTimeoutError (and a killed worker) if no reply comes within ``timeout`` seconds."""
         oom_before = _cgroup_oom_kills()
         try:
-            self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            self.process.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
             self.process.stdin.flush()
-            line = self.process.stdout.readline()
+            line = self._read_reply(timeout)
         except (BrokenPipeError, OSError):
-            line = ""
+            line = b""
         if not line:
             returncode = self.process.wait()
             raise WorkerDiedError(describe_exit(returncode, oom_before))
@@ -133,6 +167,14 @@ class Worker:
         if "exception" in reply:
             raise WorkerError(reply["exception"], reply.get("kind", ""), reply.get("traceback", ""))
         return reply
+
+    def kill(self) -> None:
+        """SIGKILL the worker and every process it started (it leads its own session)."""
+        with contextlib.suppress(OSError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.wait()
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the worker: it exits when its stdin closes; SIGKILL after ``timeout`` seconds."""
@@ -161,11 +203,12 @@ class SupervisedWorker:
         self.code = code
         self.worker: Worker | None = None
 
-    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+    def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        """One request to a live worker (started if needed); ``timeout`` as in :meth:`Worker.request`."""
         if self.worker is None or self.worker.process.poll() is not None:
             self.worker = Worker.start(self.code)
         try:
-            return self.worker.request(op, **fields)
+            return self.worker.request(op, timeout=timeout, **fields)
         except WorkerDiedError:
             self.worker = None
             raise

@@ -313,3 +313,132 @@ def test_a_later_visit_that_fails_keeps_the_cell_and_says_so():
     ]
     (row,) = results.aggregate_visits(pd.DataFrame(rows)).to_dict("records")
     assert row["status"] == "ok" and row["visits"] == 1 and "visit 2: the worker was killed" in row["error"]
+
+
+# --- resume continues the run it names, with the plan in its run.json, and nothing else ----------
+
+NUMPY_ARGS = ["run", "--profile", "tiny", "--mode", "numpy", "--loss", "categorical_crossentropy", "--quiet"]
+
+
+def drop_last_rows(out: Path, count: int) -> None:
+    journal = out / "cells.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[:-count]))
+
+
+def test_resume_takes_profile_grid_and_shard_from_run_json(tmp_path):
+    out = tmp_path / "sharded"
+    assert main([*NUMPY_ARGS, "--batch", "1,2", "--shard", "2/2", "--out", str(out)]) == 0
+    complete = results.load(out)
+    plan = json.loads((out / "run.json").read_text())
+    assert plan["profile"] == "tiny" and plan["shard"] == "2/2"
+    assert plan["sweep"]["batches"] == [1, 2] and plan["sweep"]["modes"] == ["numpy"]
+    drop_last_rows(out, 2)
+    # no options: the run's own plan (not the default profile, not the whole sweep)
+    assert main(["run", "--resume", "--out", str(out), "--quiet"]) == 0
+    resumed = results.load(out)
+    assert len(resumed) == len(complete)
+    assert set(resumed["batch"]) == set(complete["batch"]) and set(resumed["profile"]) == {"tiny"}
+    assert json.loads((out / "run.json").read_text()) == plan
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--batch", "4"], "batches 4 (the run's: 1)"),
+        (["--profile", "quick"], "profile quick (the run's: tiny)"),
+        (["--shard", "1/2"], "shard 1/2 (the run's: none)"),
+        (["--mode", "numpy,eager"], "modes numpy,eager (the run's: numpy)"),
+    ],
+)
+def test_resume_refuses_options_that_contradict_the_run(tmp_path, capsys, options, named):
+    out = tmp_path / "r"
+    assert main([*NUMPY_ARGS, "--batch", "1", "--out", str(out)]) == 0
+    drop_last_rows(out, 1)
+    before = (out / "cells.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["run", "--resume", "--out", str(out), *options]) == 2
+    error = capsys.readouterr().err
+    assert named in error and "another plan" in error
+    assert (out / "cells.jsonl").read_text() == before  # nothing measured into it
+    with pytest.raises(ValueError, match="another plan"):  # the API refuses too
+        run(TINY, small_sweep(modes=("numpy",), batches=(2,)), out=out, resume=True, progress=False)
+
+
+def test_resume_refuses_a_run_of_a_newer_schema(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([*NUMPY_ARGS, "--batch", "1", "--out", str(out)]) == 0
+    drop_last_rows(out, 1)
+    meta = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**meta, "schema_version": SCHEMA_VERSION + 1}))
+    before = (out / "cells.jsonl").read_text()
+    assert main(["run", "--resume", "--out", str(out)]) == 2
+    assert f"newer segbench (schema version {SCHEMA_VERSION + 1}" in capsys.readouterr().err
+    assert (out / "cells.jsonl").read_text() == before
+
+
+def test_resume_without_out_picks_the_newest_unfinished_run_and_says_which(tmp_path, monkeypatch, capsys):
+    from segbench import runner
+
+    monkeypatch.setattr(runner, "DEFAULT_RESULTS", tmp_path)
+    older = tmp_path / "zzz-older-unfinished"  # sorts last by name, but started first
+    assert main([*NUMPY_ARGS, "--batch", "1", "--out", str(older)]) == 0
+    drop_last_rows(older, 1)
+    newer = tmp_path / "aaa-newer-unfinished"
+    assert main([*NUMPY_ARGS, "--batch", "2", "--out", str(newer)]) == 0
+    drop_last_rows(newer, 1)
+    finished = tmp_path / "mmm-newest-finished"
+    assert main([*NUMPY_ARGS, "--batch", "1", "--out", str(finished)]) == 0
+    capsys.readouterr()
+    assert main(["run", "--resume", "--quiet"]) == 0
+    assert f"resuming {newer}" in capsys.readouterr().out
+    assert len(results.load(newer)) == len(results.load(finished))
+    assert set(results.load(newer)["batch"]) == {2}
+    assert main(["run", "--resume", "--quiet"]) == 0  # then the older one
+    assert f"resuming {older}" in capsys.readouterr().out
+    assert main(["run", "--resume"]) == 2  # nothing left
+    assert "no unfinished run" in capsys.readouterr().err
+
+
+# --- a loss that never returns ----------------------------------------------------------------
+
+HANGING_CELLS = """
+import time
+from segbench import runner
+measure_cell = runner.Runner.measure_cell
+def hang(self, case):
+    if case.batch == 2:
+        while True:
+            time.sleep(1)
+    return measure_cell(self, case)
+runner.Runner.measure_cell = hang
+"""
+
+
+def test_a_cell_that_never_returns_is_stored_as_timeout_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGBENCH_PLUGINS", plugin(tmp_path, HANGING_CELLS))
+    sweep = small_sweep(modes=("numpy",), batches=(1, 2, 3))
+    started = time.monotonic()
+    out = run(TINY, sweep, out=tmp_path / "r", progress=False, time_limit=3)
+    assert time.monotonic() - started < 60
+    frame = results.load(out).set_index("batch")
+    assert frame.loc[2, "status"].tolist() == ["timeout", "timeout"]
+    assert "past its time limit of 3 s" in frame.loc[2, "error"].iloc[0]
+    assert (frame.loc[[1, 3], "status"] == "ok").all()  # a fresh worker went on
+    before = (out / "cells.jsonl").read_text()
+    run(TINY, sweep, out=out, resume=True, progress=False, time_limit=3)  # not walked into again
+    assert (out / "cells.jsonl").read_text() == before
+
+
+def test_cell_time_limit_grows_with_budget_and_size_and_parses():
+    from segbench.runner import cell_time_limit, parse_time_limit
+
+    small = Case(1, 64, 64, 4, "float32", "categorical_crossentropy", "reference", "xla", "forward")
+    large = Case(16, 512, 512, 4, "float32", "categorical_crossentropy", "reference", "xla", "forward")
+    default = PROFILES["default"].budget
+    assert 60 <= cell_time_limit(small, default) < cell_time_limit(large, default) < 120
+    assert cell_time_limit(small, PROFILES["full"].budget) > cell_time_limit(small, default)
+    assert parse_time_limit("2.5") == 2.5 and parse_time_limit("none") == 0.0 and parse_time_limit(None) is None
+    for bad in ("-1", "abc", "inf", "nan"):
+        with pytest.raises(ValueError, match="--cell-timeout takes seconds"):
+            parse_time_limit(bad)
