@@ -215,6 +215,41 @@ def _check_frame(frame: pd.DataFrame, origin: str) -> None:
                 raise ValueError(f"{origin}: column {column} holds text where numbers belong, e.g. {bad.iloc[0]!r}")
 
 
+def _snapshot(path: Path) -> bytes:
+    """The whole file, read through one open handle: a run that replaces the file meanwhile (an
+    atomic rename) leaves this handle on the old file, so a read sees the old table or the new,
+    never half of each (reading by path, pyarrow opens a file more than once)."""
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    import io
+
+    return pd.read_parquet(io.BytesIO(_snapshot(path)))
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A results CSV; a file cut short (its last row unfinished) is refused, not read with blanks."""
+    import csv
+    import io
+
+    data = _snapshot(path)
+    if data and not data.endswith(b"\n"):
+        raise ValueError(
+            f"{path} is cut short: its last row ends without a newline (a copy or a write that did not "
+            "finish); read the run's cells.jsonl instead, or copy the file again"
+        )
+    text = data.decode("utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    widths = {len(row) for row in rows if row}
+    if len(widths) > 1:
+        header = len(rows[0])
+        short = next(number for number, row in enumerate(rows, start=1) if row and len(row) != header)
+        raise ValueError(f"{path}, line {short}: {len(rows[short - 1])} fields where the header has {header}")
+    return pd.read_csv(io.StringIO(text))
+
+
 def _load_one(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}")
@@ -223,15 +258,15 @@ def _load_one(path: Path) -> pd.DataFrame:
         if journal.exists():  # the journal is the truth; the tables are written when a run ends
             frame = aggregate_visits(pd.DataFrame(read_journal(journal)))
         elif (path / PARQUET).exists():
-            frame = pd.read_parquet(path / PARQUET)
+            frame = read_parquet(path / PARQUET)
         elif (path / CSV).exists():
-            frame = pd.read_csv(path / CSV)
+            frame = read_csv(path / CSV)
         else:
             raise FileNotFoundError(f"{path} holds no segbench results ({JOURNAL}, {PARQUET} or {CSV})")
     elif path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
+        frame = read_parquet(path)
     elif path.suffix == ".csv":
-        frame = pd.read_csv(path)
+        frame = read_csv(path)
     elif path.suffix == ".jsonl":
         frame = aggregate_visits(pd.DataFrame(read_journal(path)))
     else:

@@ -109,3 +109,71 @@ def test_unknown_paths_are_clear_errors(tmp_path):
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(ValueError, match="expected a run directory"):
         results.load(tmp_path / "x.txt")
+
+
+def write_table(tmp_path, rows=3):
+    with ResultWriter(tmp_path / "run", {"run_id": "r1", "source": "test"}) as writer:
+        for batch in range(1, rows + 1):
+            writer.append(cell(batch=batch, error="a, quoted\nmessage"))
+    return tmp_path / "run"
+
+
+def test_a_csv_cut_mid_row_is_refused_not_read_with_blanks(tmp_path):
+    csv = write_table(tmp_path) / "results.csv"
+    data = csv.read_bytes()
+    assert len(results.load(csv)) == 3
+    csv.write_bytes(data[:-30])  # the last row cut short
+    with pytest.raises(ValueError, match="cut short"):
+        results.load(csv)
+    lines = data.split(b"\n")
+    csv.write_bytes(b"\n".join([*lines[:-2], b"categorical_crossentropy,reference", b""]))  # a short last row
+    with pytest.raises(ValueError, match="fields where the header has"):
+        results.load(csv)
+
+
+def test_tables_are_read_through_one_handle_so_a_replace_cannot_tear_a_read(tmp_path, monkeypatch):
+    """pandas given a path lets pyarrow open the file more than once; a run that replaces the table
+    between two opens gives "Unexpected end of stream". load() must read one snapshot."""
+    run_dir = write_table(tmp_path)
+    real_parquet, real_csv = pd.read_parquet, pd.read_csv
+
+    def by_buffer_only(real):
+        def read(source, *args, **kwargs):
+            assert not isinstance(source, (str, bytes)) and not hasattr(source, "__fspath__"), source
+            return real(source, *args, **kwargs)
+
+        return read
+
+    monkeypatch.setattr(pd, "read_parquet", by_buffer_only(real_parquet))
+    monkeypatch.setattr(pd, "read_csv", by_buffer_only(real_csv))
+    assert len(results.load(run_dir / "results.parquet")) == 3
+    assert len(results.load(run_dir / "results.csv")) == 3
+    (run_dir / "cells.jsonl").unlink()
+    assert len(results.load(run_dir)) == 3  # the directory's table, when the journal is gone
+
+
+def test_loads_while_a_run_replaces_the_table_see_old_or_new(tmp_path):
+    import os
+    import threading
+
+    run_dir = write_table(tmp_path, rows=2)
+    small = results.load(run_dir / "results.parquet")
+    big = pd.concat([small] * 2000, ignore_index=True)
+    target = run_dir / "results.parquet"
+    stop = threading.Event()
+
+    def replace_repeatedly():
+        i = 0
+        while not stop.is_set():
+            (big if i % 2 else small).to_parquet(run_dir / "t.tmp")
+            os.replace(run_dir / "t.tmp", target)
+            i += 1
+
+    writer = threading.Thread(target=replace_repeatedly)
+    writer.start()
+    try:
+        lengths = {len(results.load(target)) for _ in range(100)}
+    finally:
+        stop.set()
+        writer.join()
+    assert lengths <= {len(small), len(big)}
