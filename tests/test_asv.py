@@ -46,7 +46,6 @@ def test_asv_build_and_install_commands_avoid_the_known_pitfalls():
     assert conf["launch_method"] == "forkserver"
 
 
-@pytest.mark.slow
 def only_supported(rows):
     """The rows of cells that can run; the others must be asv's skips of what the registry refuses
     (e.g. the blocked formulation outside the graph modes)."""
@@ -58,7 +57,15 @@ def only_supported(rows):
     return rows[rows["status"] == "ok"]
 
 
+def user_machine_file() -> bytes | None:
+    path = Path.home() / ".asv-machine.json"
+    return path.read_bytes() if path.exists() else None
+
+
+@pytest.mark.slow
 def test_asv_run_over_two_commits(tmp_path):
+    """Also: the user's home is not touched (asv keeps its machine file in ~/.asv-machine.json)."""
+    before = user_machine_file()
     repo = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
@@ -69,8 +76,12 @@ def test_asv_run_over_two_commits(tmp_path):
         ["git", "rev-list", "-2", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.split()
 
+    home = tmp_path / "home"  # asv's machine file goes here, not into the user's home
+    home.mkdir()
     env = {
         **os.environ,
+        "HOME": str(home),
+        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")),  # pip's cache stays
         "SEGBENCH_PROFILE": "tiny",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
@@ -101,3 +112,5 @@ def test_asv_run_over_two_commits(tmp_path):
     assert (repo / ".asv" / "html" / "index.html").exists()
     asv("check", "--python=same", cwd=repo, env=env)
     shutil.rmtree(repo / ".asv" / "env", ignore_errors=True)  # the environment is large
+    assert (home / ".asv-machine.json").exists()
+    assert user_machine_file() == before
