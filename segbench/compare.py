@@ -43,8 +43,8 @@ class DifferentMachinesError(ValueError):
     """Runs whose machine identities differ, where a verdict (or one figure) needs them alike."""
 
     def __init__(self, message: str, lines: list[str]):
-        super().__init__("\n".join([message, *lines]))
-        self.lines = lines
+        super().__init__(message + " " + "; ".join(line.strip() for line in lines))  # one line
+        self.message, self.lines = message, lines
 
 
 def machine_check(runs: dict[str, pd.DataFrame], *, across_machines: bool, what: str) -> list[str]:
@@ -733,7 +733,7 @@ def _command(args: argparse.Namespace) -> int:
     try:
         table = compare_runs(old, new, args.threshold, args.alpha, across_machines=args.across_machines)
     except DifferentMachinesError as error:
-        print(f"OLD = {args.results[0]}, NEW = {args.results[1]}: {error}")
+        print("\n".join([f"OLD = {args.results[0]}, NEW = {args.results[1]}: {error.message}", *error.lines]))
         print(
             "segbench compare: no verdict (exit 3): a difference between machines is not a regression; "
             "compare runs of one machine, or pass --across-machines to see the ratios anyway",
