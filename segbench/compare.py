@@ -85,7 +85,7 @@ def check_duplicates(frame: pd.DataFrame, origin: str) -> None:
     shown = ", ".join(cells[:3]) + (f" and {len(cells) - 3} more" if len(cells) > 3 else "")
     where = f" (runs {', '.join(runs)})" if len(runs) > 1 else ""
     raise ValueError(
-        f"{origin} holds {len(cells)} cell(s) more than once{where}: {shown}; "
+        f"{origin}: {len(cells)} cell(s) appear more than once{where}: {shown}; "
         "give one run per path, or combine shards with segbench merge"
     )
 

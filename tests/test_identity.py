@@ -134,10 +134,10 @@ def test_compare_refuses_a_table_with_duplicate_cells(tmp_path, capsys):
     pd.concat([frame, frame.iloc[:1]]).to_csv(doubled, index=False)
     assert main(["compare", str(doubled)]) == 2
     err = capsys.readouterr().err
-    assert "holds 1 cell(s) more than once" in err and "categorical_crossentropy/fused/eager" in err
+    assert "1 cell(s) appear more than once" in err and "categorical_crossentropy/fused/eager" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert main(["compare", str(doubled), str(write_run(tmp_path / "r", frame))]) == 2
-    assert "OLD holds 1 cell(s) more than once" in capsys.readouterr().err
+    assert "OLD: 1 cell(s) appear more than once" in capsys.readouterr().err
 
 
 def test_merge_refuses_shards_of_different_machines(tmp_path, capsys):
@@ -169,6 +169,9 @@ def test_merge_of_an_incomplete_set_of_shards_needs_partial_and_says_so(tmp_path
     assert meta["cpu_model"] == XEON["cpu_model"]  # the machine it was measured on
     assert main(["compare", str(tmp_path / "m")]) == 0
     assert "PARTIAL: shard(s) 3/3" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "m"), "--out", str(tmp_path / "r")]) == 0
+    assert "PARTIAL: shard(s) 3/3" in capsys.readouterr().out
+    assert "PARTIAL: shard(s) 3/3 missing" in (tmp_path / "r" / "index.html").read_text()
 
 
 def test_merge_into_a_non_empty_out_is_refused(tmp_path, capsys):
