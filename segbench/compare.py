@@ -709,6 +709,19 @@ def print_verdicts(
 
 
 def _command(args: argparse.Namespace) -> int:
+    try:
+        return _compare(args)
+    except DifferentMachinesError as error:
+        print("\n".join([f"segbench compare: {error.message}", *error.lines]))
+        print(
+            "segbench compare: no verdict (exit 3): a difference between machines is not a regression; "
+            "compare runs of one machine, or pass --across-machines to see the ratios anyway",
+            file=sys.stderr,
+        )
+        return NOT_COMPARABLE
+
+
+def _compare(args: argparse.Namespace) -> int:
     from segbench import results
 
     if len(args.results) == 1:
@@ -730,16 +743,8 @@ def _command(args: argparse.Namespace) -> int:
     if len(args.results) != 2:
         raise ValueError(f"compare takes RESULTS or OLD NEW, got {len(args.results)} paths")
     old, new = (results.load(path) for path in args.results)
-    try:
-        table = compare_runs(old, new, args.threshold, args.alpha, across_machines=args.across_machines)
-    except DifferentMachinesError as error:
-        print("\n".join([f"OLD = {args.results[0]}, NEW = {args.results[1]}: {error.message}", *error.lines]))
-        print(
-            "segbench compare: no verdict (exit 3): a difference between machines is not a regression; "
-            "compare runs of one machine, or pass --across-machines to see the ratios anyway",
-            file=sys.stderr,
-        )
-        return NOT_COMPARABLE
+    print(f"OLD = {args.results[0]}, NEW = {args.results[1]}", file=sys.stderr)
+    table = compare_runs(old, new, args.threshold, args.alpha, across_machines=args.across_machines)
     for path, frame in zip(args.results, (old, new), strict=True):
         note = partial_note(frame)
         if note:

@@ -150,8 +150,8 @@ def test_merge_refuses_shards_of_different_machines(tmp_path, capsys):
     merged = merge([one, two], tmp_path / "m", across_machines=True)
     assert set(merged["cpu_model"]) == {XEON["cpu_model"], EPYC["cpu_model"]}  # each row keeps its machine
     # the merged run mixes machines: its one-run summary refuses it too, unless asked
-    assert main(["compare", str(tmp_path / "m")]) == 2
-    assert "come from different machines" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "m")]) == 3
+    assert "come from different machines" in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "m"), "--across-machines"]) == 0
     assert "ACROSS MACHINES" in capsys.readouterr().out
 
