@@ -193,9 +193,16 @@ def identity_values(frame: Any) -> dict[str, list[str]]:
         if series is None:
             values[column] = []
             continue
-        known = series.dropna().astype(str)
+        known = series.dropna().astype(str).map(lambda value, c=column: _comparable(c, value))
         values[column] = sorted(set(known[known.str.strip() != ""]))
     return values
+
+
+def _comparable(column: str, value: Any) -> str:
+    """A recorded value as identity compares it: oneDNN's state without why it is so ("on (this
+    build's default)" and "on (TF_ENABLE_ONEDNN_OPTS=1)" run the same kernels)."""
+    text = str(value).strip()
+    return text.split(" ", 1)[0] if column == "onednn" else text
 
 
 def identity_differences(runs: dict[str, Any]) -> list[tuple[str, dict[str, list[str]]]]:
@@ -240,7 +247,7 @@ def differing_columns(old: Any, new: Any) -> list[str]:
             b = new.get("host") if str(new.get("source")) == "asv" else None
         else:
             a, b = old.get(column), new.get(column)
-        if _known(a) and _known(b) and str(a) != str(b):
+        if _known(a) and _known(b) and _comparable(column, a) != _comparable(column, b):
             names.append(column)
     return names
 

@@ -216,9 +216,10 @@ def roofline(frame: pd.DataFrame, path: Path) -> Path | None:
 
 
 ENVIRONMENT_COLUMNS = [
-    "profile", "git_commit", "git_dirty", "started_at", "host", "device", "device_name", "cpu_model", "cpu_count",
-    "blas", "blas_threads", "onednn", "intra_op_threads", "inter_op_threads", "tensorflow_version",
-    "numpy_version", "python_version", "segbench_version", "load_avg_start", "environment",
+    "profile", "git_commit", "git_dirty", "started_at", "host", "device", "device_name", "cpu_model", "cpu_flags",
+    "cpu_count", "blas", "blas_threads", "onednn", "intra_op_threads", "inter_op_threads", "tensorflow_version",
+    "numpy_version", "python_version", "segbench_version", "tensorflow_build", "gpu_driver", "load_avg_start",
+    "environment",
 ]  # fmt: skip
 
 

@@ -87,6 +87,12 @@ def test_identity_differences_name_the_columns_and_ignore_unknowns():
     older = old.assign(cpu_flags=pd.NA)
     assert environment.identity_differences({"OLD": older, "NEW": run_rows(XEON, "c")}) == []
     assert environment.identity_unknown({"OLD": older, "NEW": run_rows(XEON, "c")}) == ["cpu_flags"]
+    # oneDNN on by default and on by the variable run the same kernels; off does not
+    by_default, by_variable = old.assign(onednn="on (this build's default)"), old.assign(onednn="on (TF_...=1)")
+    assert environment.identity_differences({"A": by_default, "B": by_variable}) == []
+    assert [c for c, _ in environment.identity_differences({"A": by_default, "B": old.assign(onednn="off")})] == [
+        "onednn"
+    ]
 
 
 def test_asv_results_keep_their_machine_key_in_the_identity():
