@@ -728,8 +728,8 @@ def _compare(args: argparse.Namespace) -> int:
         frame = results.load(args.results[0])
         check_duplicates(frame, args.results[0])
         header = _one_run_header(frame, args.results[0], args.across_machines)
-        if header and args.format != "csv":
-            print("\n".join(header))
+        if header:  # in CSV, on stderr, so that the table stays a table
+            print("\n".join(header), file=sys.stderr if args.format == "csv" else sys.stdout)
     if len(args.results) == 1 and args.formulations:
         for pass_ in ("forward", "forward+backward"):
             table = formulation_table(frame, pass_)
