@@ -270,20 +270,22 @@ def _claim(out_dir: Path) -> set[str]:
     return ours
 
 
-def write_report(frame: pd.DataFrame, out_dir: Path, *, across_machines: bool = False) -> Path:
+def write_report(
+    frame: pd.DataFrame, out_dir: Path, *, across_machines: bool = False, origin: str = "the results"
+) -> Path:
     """Write the PNG figures and index.html into ``out_dir``; return the page's path.
 
     Only files an earlier report wrote there (its manifest) are replaced or removed."""
     import matplotlib
 
     matplotlib.use("Agg")  # files, not windows: works without a display
-    compare.check_duplicates(frame, "the results")
     by_run = {str(run): part for run, part in frame.groupby(frame["run_id"].fillna("?"), sort=False)}
-    header = compare.machine_check(
+    header = compare.machine_check(  # first: a report across machines is refused before anything else
         by_run if len(by_run) > 1 else {"the run": frame},
         across_machines=across_machines,
         what="one report of them would mix machines (pass --across-machines to draw it anyway)",
     )
+    compare.check_duplicates(frame, origin)
     if not (frame["status"] == "ok").any():
         raise ValueError("the results have no successful cell to plot")
     out_dir = Path(out_dir)
@@ -338,7 +340,7 @@ def _command(args: argparse.Namespace) -> int:
     from segbench import results
 
     frame = results.load(*args.results)
-    page = write_report(frame, Path(args.out), across_machines=args.across_machines)
+    page = write_report(frame, Path(args.out), across_machines=args.across_machines, origin=" + ".join(args.results))
     figures = len(json.loads((page.parent / MANIFEST).read_text())["files"]) - 1
     print(f"wrote {page} and {figures} figures")
     note = compare.partial_note(frame)
