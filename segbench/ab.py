@@ -11,17 +11,33 @@ that varies independently (which thread runs which op, where memory lands), and 
 on the builds' medians.
 
 The results are two ordinary run directories, ``OUT/A`` and ``OUT/B`` (``segbench compare OUT/A
-OUT/B`` gives the same verdicts again), plus ``OUT/verdicts.csv``. Exit status 1 if a cell is slower.
+OUT/B`` gives the same verdicts again), plus ``OUT/verdicts.csv``.
+
+A REF is a directory holding ``segbench/`` (``.``), ``WORKTREE`` (this repository's working tree,
+uncommitted changes included), or a git commit (``HEAD~1``, a tag, a hash, ``refs/heads/NAME``).
+A name that is both a directory and a branch (``docs``) is refused unless the directory holds no
+segbench (then the ref is meant, and said so): write ``./docs`` or ``refs/heads/docs``. Measuring a
+commit that is HEAD while the working tree has uncommitted changes warns that they are not measured.
+A side that does not build is named, with its ref and the last lines of its error output.
+
+Both sides run on this machine; their recorded identities (segbench.environment.IDENTITY) are
+compared before measuring, and a difference (e.g. an older side configuring threads differently)
+gives no verdict unless ``--across-machines``.
+
+Exit status: 0 no cell slower; 1 a cell is slower; 2 bad input or a side that does not build;
+3 the sides' machine identities differ (no verdict; see --across-machines).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import math
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +52,15 @@ from segbench.timing import Measurement
 from segbench.worker import (
     RunInterruptedError,
     SupervisedWorker,
+    Worker,
     WorkerDiedError,
     WorkerError,
     stop_on_signals,
 )
+
+WORKTREE = "WORKTREE"
+"""The REF that means this repository's working tree, uncommitted changes included."""
+ERROR_TAIL_LINES = 12
 
 DEFAULT_ROUNDS = 20
 DEFAULT_VISITS = 5
@@ -63,22 +84,59 @@ def _git(*args: str, cwd: Path) -> str:
     return done.stdout.strip()
 
 
+def _commit_of(ref: str, repo: Path) -> str:
+    """The commit ``ref`` names in ``repo``, or "" if it names none."""
+    try:
+        return _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=repo) if ref else ""
+    except ValueError:
+        return ""
+
+
+def _note(text: str) -> None:
+    print(tables.wrap(f"segbench ab: {text}"), file=sys.stderr)
+
+
 @contextlib.contextmanager
 def checkout(ref: str, label: str, repo: Path, scratch: Path) -> Iterator[CodeUnderTest]:
-    """A directory holding ``segbench/`` at ``ref``: the directory itself, or a temporary worktree."""
-    path = Path(ref)
-    if path.is_dir():
-        if not (path / "segbench" / "__init__.py").is_file():
-            raise ValueError(f"{label} ({ref}) is a directory without segbench/__init__.py: not a segbench checkout")
-        commit, _ = environment.git_state(path)
-        yield CodeUnderTest(label, ref, path.resolve(), commit)
+    """A directory holding ``segbench/`` at ``ref``: the directory itself (``WORKTREE``: the
+    repository's working tree), or a temporary worktree of the commit ``ref`` names."""
+    if ref == WORKTREE:
+        try:
+            top = Path(_git("rev-parse", "--show-toplevel", cwd=repo))
+        except ValueError:
+            raise ValueError(f"{label}: {WORKTREE} needs a git repository, and {repo} is not in one") from None
+        commit, dirty = environment.git_state(top)
+        if not (top / "segbench" / "__init__.py").is_file():
+            raise ValueError(f"{label} ({WORKTREE}): {top} holds no segbench/__init__.py")
+        _note(
+            f"{label} = the working tree {top} (HEAD {(commit or '?')[:10]}{' + uncommitted changes' if dirty else ''})"
+        )
+        yield CodeUnderTest(label, ref, top.resolve(), commit)
         return
-    try:
-        commit = _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=repo) if ref else ""
-    except ValueError:
-        commit = ""
+    path = Path(ref)
+    commit = _commit_of(ref, repo) if not ref.startswith(("./", "../", "/")) else ""
+    if path.is_dir():
+        is_checkout = (path / "segbench" / "__init__.py").is_file()
+        if commit and is_checkout:
+            raise ValueError(
+                f"{label}: {ref!r} is both a directory and a git ref ({commit[:10]}): write ./{ref} for the "
+                f"directory, or refs/heads/{ref} (or {commit[:10]}) for the commit"
+            )
+        if not commit:
+            if not is_checkout:
+                raise ValueError(
+                    f"{label} ({ref}) is a directory without segbench/__init__.py: not a segbench checkout"
+                )
+            dir_commit, _ = environment.git_state(path)
+            yield CodeUnderTest(label, ref, path.resolve(), dir_commit)
+            return
+        _note(
+            f"{label}: {ref!r} is a directory without segbench and a git ref; measuring the ref "
+            f"({commit[:10]}); write refs/heads/{ref} to say so"
+        )
     if not commit:
         raise ValueError(f"{label}: {ref!r} is neither a directory nor a commit of the repository at {repo}")
+    _warn_if_dirty(ref, label, commit, repo)
     tree = scratch / label
     _git("worktree", "add", "--detach", "--force", str(tree), commit, cwd=repo)
     try:
@@ -90,22 +148,87 @@ def checkout(ref: str, label: str, repo: Path, scratch: Path) -> Iterator[CodeUn
             _git("worktree", "remove", "--force", str(tree), cwd=repo)
 
 
+def _warn_if_dirty(ref: str, label: str, commit: str, repo: Path) -> None:
+    """Measuring the commit HEAD points at while the working tree has uncommitted changes: say that
+    they are not measured, and how to measure them."""
+    head = _commit_of("HEAD", repo)
+    _, dirty = environment.git_state(repo)
+    if dirty and commit == head:
+        _note(
+            f"warning: {label} = {ref} measures commit {commit[:10]} WITHOUT the uncommitted changes in "
+            f"the working tree; give {WORKTREE} (or the directory) as a side to measure them"
+        )
+
+
+class SideBuildError(ValueError):
+    """A side whose code does not start (an import error, a syntax error): named, with its error's end."""
+
+
+class _ErrorTail:
+    """A worker's error output passed on to ours as it comes, its last lines kept."""
+
+    def __init__(self, stream: Any):
+        self.lines: collections.deque[str] = collections.deque(maxlen=ERROR_TAIL_LINES)
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream: Any) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in stream:
+                self.lines.append(line.rstrip("\n"))
+                sys.stderr.write(line)
+
+    def text(self) -> str:
+        self.thread.join(timeout=2)
+        return "\n".join(f"    {line}" for line in self.lines)
+
+
 class Side(SupervisedWorker):
     """The warm worker of one side (restarted if a cell kills it), and which code it measures."""
 
     def __init__(self, code: CodeUnderTest):
         super().__init__(code.root)
         self.tested, self.label = code, code.label
+        self.tail: _ErrorTail | None = None
+
+    @property
+    def name(self) -> str:
+        commit = f", {self.tested.commit[:10]}" if self.tested.commit and self.tested.commit != self.tested.ref else ""
+        return f"side {self.label} ({self.tested.ref}{commit})"
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """As SupervisedWorker's, with the side named in an error: a failure is recorded on both
         sides of the cell, and its message says which side's code raised (e.g. an older commit
-        that lacks a formulation the newer one has)."""
+        that lacks a formulation the newer one has); a worker that dies says so with the last
+        lines of its error output."""
+        if self.worker is None or self.worker.process.poll() is not None:
+            self.worker = Worker.start(self.code, stderr=subprocess.PIPE)
+            self.tail = _ErrorTail(self.worker.process.stderr)
         try:
-            return super().request(op, **fields)
+            return self.worker.request(op, **fields)
         except WorkerError as error:
-            side = f"side {self.label} ({self.tested.ref})"
-            raise WorkerError(f"{side}: {error.message}", error.kind, error.trace) from error
+            raise WorkerError(f"{self.name}: {error.message}", error.kind, error.trace) from error
+        except WorkerDiedError as died:
+            self.worker = None
+            tail = self.tail.text() if self.tail else ""
+            raise WorkerDiedError(
+                f"{self.name}: {died}" + (f"; the last lines of its error output:\n{tail}" if tail else "")
+            ) from died
+
+    def build(self, device: str, profile: str) -> dict[str, Any]:
+        """The first request: the side's environment. A side whose code does not start is a
+        SideBuildError naming it, its ref and the end of its error."""
+        try:
+            return self.request("hello", device=device, profile=profile)["meta"]
+        except WorkerDiedError as died:
+            raise SideBuildError(f"{self.name} does not build: {str(died).removeprefix(self.name + ': ')}") from None
+        except WorkerError as error:
+            detail = error.message.removeprefix(self.name + ": ")
+            trace = "\n".join(f"    {line}" for line in error.trace.strip().splitlines()[-ERROR_TAIL_LINES:])
+            raise SideBuildError(
+                f"{self.name} does not build: {error.kind + ': ' if error.kind else ''}{detail}"
+                + (f"; the last lines of its traceback:\n{trace}" if trace else "")
+            ) from None
 
 
 def interleave(
@@ -148,6 +271,7 @@ def run_ab(
     device: str = "auto",
     repo: Path | None = None,
     progress: bool = True,
+    across_machines: bool = False,
 ) -> Any:
     """Measure every cell of ``sweep`` on both sides in alternation; returns compare_runs' table."""
     if not isinstance(rounds, int) or rounds < stats.MIN_SAMPLES:
@@ -170,11 +294,20 @@ def run_ab(
         writers: dict[str, ResultWriter] = {}
         try:
             with stop_on_signals():
+                metas = {}
                 for side in sides:
-                    meta = side.request("hello", device=device, profile=profile.name)["meta"]
+                    meta = side.build(device, profile.name)
                     meta.update(source="segbench ab", git_commit=side.tested.commit or meta.get("git_commit"))
-                    meta = {k: v for k, v in meta.items() if k not in ("device", "device_name")}
-                    writers[side.label] = stack.enter_context(ResultWriter(out / side.label, meta))
+                    metas[side.label] = {k: v for k, v in meta.items() if k not in ("device", "device_name")}
+                import pandas as pd
+
+                compare.machine_check(  # before anything is measured
+                    {label: pd.DataFrame([meta]) for label, meta in metas.items()},
+                    across_machines=across_machines,
+                    what="no verdict would be given (pass --across-machines to measure anyway)",
+                )
+                for side in sides:
+                    writers[side.label] = stack.enter_context(ResultWriter(out / side.label, metas[side.label]))
                 print(
                     f"segbench ab: A = {ref_a} ({(codes[0].commit or 'directory')[:10]}), "
                     f"B = {ref_b} ({(codes[1].commit or 'directory')[:10]}); {len(cases)} cells x {rounds} "
@@ -199,7 +332,9 @@ def run_ab(
         finally:
             for side in sides:
                 side.close()
-    table = compare.compare_runs(writers["A"].frame(), writers["B"].frame(), threshold, alpha)
+    table = compare.compare_runs(
+        writers["A"].frame(), writers["B"].frame(), threshold, alpha, across_machines=across_machines, names=("A", "B")
+    )
     atomic_write_text(out / "verdicts.csv", table.to_csv(index=False))
     return table
 
@@ -251,14 +386,22 @@ def _command(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             device=args.device,
             progress=not args.quiet,
+            across_machines=args.across_machines,
         )
+    except compare.DifferentMachinesError as error:
+        print("\n".join([f"segbench ab: {error.message}", *error.lines]), file=sys.stderr)
+        return compare.NOT_COMPARABLE
     except RunInterruptedError as stop:
         print(f"\nsegbench ab: stopped by {stop}; the cells measured so far are in {out}", file=sys.stderr)
         return stop.exit_code
-    status = compare.print_verdicts(table, args.format, args.threshold, args.alpha, args.columns)
     from segbench import results
 
     failed = compare.failures(results.load(out / "A"))
+    if table.empty and len(failed):
+        raise ValueError(
+            f"no cell ran on both sides ({len(failed)} did not run; results in {out}), e.g. {failed['error'].iloc[0]}"
+        )
+    status = compare.print_verdicts(table, args.format, args.threshold, args.alpha, args.columns)
     if len(failed):  # not compared: say so, with the first reason (its side named in the error)
         print(
             tables.wrap(f"{len(failed)} cell(s) did not run and were not compared, e.g. {failed['error'].iloc[0]}"),
@@ -277,8 +420,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("ref_a", metavar="REF_A", help="the baseline: a commit (HEAD~1, a tag, a hash) or a directory")
-    parser.add_argument("ref_b", metavar="REF_B", help="the candidate: a commit or a directory")
+    parser.add_argument(
+        "ref_a",
+        metavar="REF_A",
+        help="the baseline: a commit (HEAD~1, a tag, a hash, refs/heads/NAME), a directory, or WORKTREE",
+    )
+    parser.add_argument(
+        "ref_b",
+        metavar="REF_B",
+        help="the candidate: a commit, a directory, or WORKTREE (the working tree, uncommitted changes included)",
+    )
     add_grid_options(parser)
     parser.add_argument(
         "--rounds", type=int, default=DEFAULT_ROUNDS, help=f"timed rounds per side and cell (default {DEFAULT_ROUNDS})"
@@ -290,5 +441,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help=f"fresh builds of each cell per side, the rounds split among them (default {DEFAULT_VISITS})",
     )
     compare.add_verdict_options(parser)
+    compare.add_machine_option(parser, "measure and give verdicts anyway, each row naming what differs")
     add_measuring_options(parser, out_help="output directory (default: results/ab/<run id>)")
     parser.set_defaults(handler=_command)

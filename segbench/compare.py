@@ -7,9 +7,18 @@ times and the break-even number of calls after which a compiled mode has paid fo
 Two runs (OLD NEW): each cell present in both gets a verdict from its raw samples: slower, faster,
 no change or inconclusive (a statistical test *and* the threshold; see segbench.stats), with the
 ratio NEW/OLD and its interval; a change must also exceed the noise floor of the comparison
-(three robust standard deviations of the log-ratios of its mode's cells). The exit status is 1
-only when a cell is slower, so scripts and CI
-can use it; for two commits measured in alternation on one machine, see ``segbench ab``.
+(three robust standard deviations of the log-ratios of its mode's cells); for two commits measured
+in alternation on one machine, see ``segbench ab``.
+
+Before any verdict the two runs' machine identities are compared (segbench.environment.IDENTITY:
+CPU model and code-generation flags, logical CPUs, threads, BLAS, oneDNN, TensorFlow, numpy and
+Python versions and build, device, GPU driver). Runs from different machines or software get no
+slower/faster verdict: the differences are listed and the exit status is 3. With
+``--across-machines`` the verdicts are given anyway, the differences head the table and each row
+names what differs. A column a run did not record (an older run) is unknown, not different.
+
+Exit status: 0 no cell slower; 1 a cell is slower; 2 bad input (one line says what); 3 the runs
+come from different machines or software versions, so no verdict was given (see --across-machines).
 """
 
 from __future__ import annotations
@@ -23,8 +32,86 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from segbench import stats, tables
+from segbench import environment, stats, tables
 from segbench.results import KEY_COLUMNS
+
+NOT_COMPARABLE = 3
+"""Exit status of compare and ab when the runs come from different machines or software versions."""
+
+
+class DifferentMachinesError(ValueError):
+    """Runs whose machine identities differ, where a verdict (or one figure) needs them alike."""
+
+    def __init__(self, message: str, lines: list[str]):
+        super().__init__(message + " " + "; ".join(line.strip() for line in lines))  # one line
+        self.message, self.lines = message, lines
+
+
+def machine_check(runs: dict[str, pd.DataFrame], *, across_machines: bool, what: str) -> list[str]:
+    """Compare the identities of ``runs`` (name -> table) first. Alike: no lines. Different:
+    DifferentMachinesError naming what differs, unless ``across_machines``, then the lines of the
+    header block that says so (the caller prints them above its verdicts or figures)."""
+    differences = environment.identity_differences(runs)
+    lines = environment.describe_differences(differences)
+    if not differences:
+        return []
+    names = " and ".join(runs) if len(runs) > 1 else "the rows of " + next(iter(runs))
+    if not across_machines:
+        raise DifferentMachinesError(
+            f"{names} come from different machines or software versions, so {what}; they differ in:", lines
+        )
+    return [f"ACROSS MACHINES: {names} differ in (times are not comparable as a regression):", *lines]
+
+
+def unknown_note(runs: dict[str, pd.DataFrame]) -> str | None:
+    """A line naming the identity columns some runs did not record (treated as alike)."""
+    unknown = environment.identity_unknown(runs)
+    if not unknown:
+        return None
+    labels = ", ".join(environment.IDENTITY[c] for c in unknown)
+    return f"note: not recorded by every run (an older segbench), so not checked: {labels}"
+
+
+def check_duplicates(frame: pd.DataFrame, origin: str) -> None:
+    """Refuse a results table that holds a cell more than once (one line naming them)."""
+    if frame.empty:
+        return
+    keys = frame[list(KEY_COLUMNS)].astype(str)
+    repeated = frame[keys.duplicated(keep=False)]
+    if repeated.empty:
+        return
+    cells = list(dict.fromkeys(cell_label(row) for _, row in repeated.iterrows()))
+    runs = sorted(set(repeated["run_id"].dropna().astype(str))) if "run_id" in repeated else []
+    shown = ", ".join(cells[:3]) + (f" and {len(cells) - 3} more" if len(cells) > 3 else "")
+    where = f" (runs {', '.join(runs)})" if len(runs) > 1 else ""
+    raise ValueError(
+        f"{origin}: {len(cells)} cell(s) appear more than once{where}: {shown}; "
+        "give one run per path, or combine shards with segbench merge"
+    )
+
+
+def missing_shards(frame: pd.DataFrame) -> list[str]:
+    """The shards (K/N) of a sweep that a table made of shards lacks ([] when complete or unsharded)."""
+    if "shard" not in frame:
+        return []
+    shards = set(frame["shard"].dropna().astype(str))
+    if not shards:
+        return []
+    parts: dict[int, set[int]] = {}
+    for shard in shards:
+        k, _, n = shard.partition("/")
+        if k.isdigit() and n.isdigit():
+            parts.setdefault(int(n), set()).add(int(k))
+    return [f"{k}/{n}" for n, have in sorted(parts.items()) for k in range(1, n + 1) if k not in have]
+
+
+def partial_note(frame: pd.DataFrame) -> str | None:
+    """PARTIAL: the line that says a table lacks shards of its sweep, or None."""
+    missing = missing_shards(frame)
+    if not missing:
+        return None
+    return f"PARTIAL: shard(s) {', '.join(missing)} of the sweep are missing; its cells are not all here"
+
 
 SHAPE_COLUMNS = ["batch", "resolution", "classes", "dtype"]
 CEILING_SLACK = 1.05
@@ -446,15 +533,35 @@ def cell_label(row: pd.Series | dict) -> str:
 
 
 def compare_runs(
-    old: pd.DataFrame, new: pd.DataFrame, threshold: float = stats.DEFAULT_THRESHOLD, alpha: float = stats.DEFAULT_ALPHA
+    old: pd.DataFrame,
+    new: pd.DataFrame,
+    threshold: float = stats.DEFAULT_THRESHOLD,
+    alpha: float = stats.DEFAULT_ALPHA,
+    *,
+    across_machines: bool = False,
+    names: tuple[str, str] = ("OLD", "NEW"),
 ) -> pd.DataFrame:
-    """Cells present in both runs, each with a verdict from its raw samples (see segbench.stats)."""
+    """Cells present in both runs, each with a verdict from its raw samples (see segbench.stats).
+
+    The runs' machine identities are compared first: DifferentMachinesError if they differ, unless
+    ``across_machines``; then ``table.attrs["machines"]`` holds the header lines saying what
+    differs and each row's ``differs`` column names the identity columns its two cells disagree on.
+    """
     if not (isinstance(threshold, (int, float)) and threshold > 0):
         raise ValueError(f"--threshold must be a positive fraction (0.1 = 10%), got {threshold}")
-    columns = [*KEY_COLUMNS, "median_s", "raw_times_s", "visit_medians_s"]
+    check_duplicates(old, names[0])
+    check_duplicates(new, names[1])
+    runs = dict(zip(names, (old, new), strict=True))
+    header = machine_check(runs, across_machines=across_machines, what="no slower/faster verdict is given")
+    unknown = unknown_note(runs)
+    identity = [c for c in (*environment.IDENTITY, "host", "source") if c in old.columns and c in new.columns]
+    columns = [*KEY_COLUMNS, "median_s", "raw_times_s", "visit_medians_s", *identity]
     joined = _ok(old)[columns].merge(_ok(new)[columns], on=list(KEY_COLUMNS), suffixes=("_old", "_new"))
     records = []
     for _, row in joined.iterrows():
+        differs = environment.differing_columns(
+            {c: row[f"{c}_old"] for c in identity}, {c: row[f"{c}_new"] for c in identity}
+        )
         sides = {}
         for side in ("old", "new"):
             named = row.rename({f"{c}_{side}": c for c in ("raw_times_s", "median_s", "visit_medians_s")})
@@ -471,11 +578,14 @@ def compare_runs(
                 "p_value": verdict.p_value,
                 "samples": f"{verdict.n_old}/{verdict.n_new}",
                 "verdict": verdict.verdict,
+                "differs": ", ".join(environment.IDENTITY[c] for c in differs),
             }
         )
     table = pd.DataFrame(records, columns=[*KEY_COLUMNS, *VERDICT_COLUMNS])
     table = _hold_to_the_noise_floor(table)
-    return table.sort_values("ratio", ascending=False).reset_index(drop=True)
+    table = table.sort_values("ratio", ascending=False).reset_index(drop=True)
+    table.attrs["machines"] = header + ([unknown] if unknown else [])
+    return table
 
 
 NOISE_FLOOR_SIGMAS = 3.0
@@ -515,6 +625,7 @@ VERDICT_COLUMNS = [
     "p_value",
     "samples",
     "verdict",
+    "differs",  # the identity columns (segbench.environment.IDENTITY) on which the two cells' runs differ
 ]
 
 
@@ -544,6 +655,7 @@ def verdict_table(table: pd.DataFrame, fmt: str = "csv") -> pd.DataFrame:
                 "p": table["p_value"],
                 "n": table["samples"],
                 "verdict": table["verdict"],
+                **_differs(table),
             }
         )
     # In a terminal the verdict comes second, so that a narrow table keeps it (n, p, then the
@@ -552,6 +664,7 @@ def verdict_table(table: pd.DataFrame, fmt: str = "csv") -> pd.DataFrame:
         {
             "cell": [short_cell_label(row) for _, row in table.iterrows()],
             "verdict": table["verdict"],
+            **_differs(table),
             "new/old": table["ratio"],
             f"{stats.CONFIDENCE:.0%} interval": interval,
             "old": [human_time(v) for v in table["median_s_old"]],
@@ -560,6 +673,13 @@ def verdict_table(table: pd.DataFrame, fmt: str = "csv") -> pd.DataFrame:
             "n": table["samples"],
         }
     )
+
+
+def _differs(table: pd.DataFrame) -> dict[str, pd.Series]:
+    """The "differs" column, where any row's runs differ (compared --across-machines)."""
+    if "differs" in table and table["differs"].fillna("").astype(bool).any():
+        return {"differs": table["differs"].fillna("").replace("", "-")}
+    return {}
 
 
 def verdict_counts(table: pd.DataFrame) -> str:
@@ -573,6 +693,8 @@ def print_verdicts(
     """Print the verdicts and a one-line summary; the exit status: 1 if any cell is slower."""
     if table.empty:
         raise ValueError("the two runs have no successful cell in common")
+    for line in table.attrs.get("machines", []):
+        print(line if fmt != "csv" else f"# {line}", file=sys.stderr if fmt == "csv" else sys.stdout)
     if fmt == "terminal":
         shapes = ", ".join(f"C={c} {d}" for c, d in sorted(set(zip(table["classes"], table["dtype"], strict=True))))
         print(f"cells at {shapes}; new/old > 1 is slower")
@@ -587,10 +709,28 @@ def print_verdicts(
 
 
 def _command(args: argparse.Namespace) -> int:
+    try:
+        return _compare(args)
+    except DifferentMachinesError as error:
+        print("\n".join([f"segbench compare: {error.message}", *error.lines]))
+        print(
+            "segbench compare: no verdict (exit 3): a difference between machines is not a regression; "
+            "compare runs of one machine, or pass --across-machines to see the ratios anyway",
+            file=sys.stderr,
+        )
+        return NOT_COMPARABLE
+
+
+def _compare(args: argparse.Namespace) -> int:
     from segbench import results
 
-    if len(args.results) == 1 and args.formulations:
+    if len(args.results) == 1:
         frame = results.load(args.results[0])
+        check_duplicates(frame, args.results[0])
+        header = _one_run_header(frame, args.results[0], args.across_machines)
+        if header:  # in CSV, on stderr, so that the table stays a table
+            print("\n".join(header), file=sys.stderr if args.format == "csv" else sys.stdout)
+    if len(args.results) == 1 and args.formulations:
         for pass_ in ("forward", "forward+backward"):
             table = formulation_table(frame, pass_)
             if len(table):
@@ -598,12 +738,40 @@ def _command(args: argparse.Namespace) -> int:
                 print(render(table, args.format, _selected(table, args.columns)))
         return 0
     if len(args.results) == 1:
-        print(summary(results.load(args.results[0]), fmt=args.format, columns=args.columns))
+        print(summary(frame, fmt=args.format, columns=args.columns))
         return 0
     if len(args.results) != 2:
         raise ValueError(f"compare takes RESULTS or OLD NEW, got {len(args.results)} paths")
-    table = compare_runs(results.load(args.results[0]), results.load(args.results[1]), args.threshold, args.alpha)
+    old, new = (results.load(path) for path in args.results)
+    print(f"OLD = {args.results[0]}, NEW = {args.results[1]}", file=sys.stderr)
+    table = compare_runs(old, new, args.threshold, args.alpha, across_machines=args.across_machines)
+    for path, frame in zip(args.results, (old, new), strict=True):
+        note = partial_note(frame)
+        if note:
+            print(f"{path}: {note}", file=sys.stderr)
     return print_verdicts(table, args.format, args.threshold, args.alpha, args.columns)
+
+
+def _one_run_header(frame: pd.DataFrame, path: str, across_machines: bool) -> list[str]:
+    """For one table: PARTIAL if shards are missing; refused if its rows come from different
+    machines (a merge --across-machines), unless --across-machines."""
+    by_run = {str(run): part for run, part in frame.groupby(frame["run_id"].fillna("?"), sort=False)}
+    lines = machine_check(
+        by_run if len(by_run) > 1 else {path: frame},
+        across_machines=across_machines,
+        what="one table of their modes mixes machines",
+    )
+    note = partial_note(frame)
+    return [*lines, *([f"{path}: {note}"] if note else [])]
+
+
+def add_machine_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """--across-machines, the same for compare, ab, merge and report."""
+    parser.add_argument(
+        "--across-machines",
+        action="store_true",
+        help=f"runs from different machines or software versions (segbench.environment.IDENTITY): {what}",
+    )
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -639,7 +807,8 @@ def add_verdict_options(parser: argparse.ArgumentParser) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "compare",
-        help="compare modes within a run (RESULTS), or two runs (OLD NEW; exit 1 on a slowdown)",
+        help="compare modes within a run (RESULTS), or two runs (OLD NEW; exit 1 on a slowdown, "
+        "3 when they come from different machines)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -648,5 +817,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_verdict_options(parser)
     parser.add_argument(
         "--formulations", action="store_true", help="one run: formulations side by side at the largest shape"
+    )
+    add_machine_option(
+        parser,
+        "give verdicts anyway, with what differs above them and in each row (without it: the differences, "
+        "no verdict, exit 3)",
     )
     parser.set_defaults(handler=_command)

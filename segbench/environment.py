@@ -100,12 +100,169 @@ def cpu() -> dict[str, Any]:
 
         info = cpuinfo.get_cpu_info()
     except Exception:  # py-cpuinfo missing or unable to read this machine: say what is known
-        return {"cpu_model": platform.processor() or None, "cpu_count": count}
+        return {"cpu_model": platform.processor() or None, "cpu_count": count, "cpu_flags": None}
     details = ", ".join(
         f"{key} {info[key]}" for key in ("family", "model", "stepping", "l3_cache_size") if info.get(key) is not None
     )
     model = info.get("brand_raw") or platform.processor() or None
-    return {"cpu_model": f"{model} ({details})" if model and details else model, "cpu_count": count}
+    return {
+        "cpu_model": f"{model} ({details})" if model and details else model,
+        "cpu_count": count,
+        "cpu_flags": codegen_flags(info.get("flags") or ()),
+    }
+
+
+CODEGEN_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx_vnni",
+    "avx512f",
+    "avx512cd",
+    "avx512bw",
+    "avx512dq",
+    "avx512vl",
+    "avx512ifma",
+    "avx512vbmi",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+"""The CPU instruction sets that change the code XLA, oneDNN, Eigen and the BLAS generate or pick."""
+
+
+def codegen_flags(flags: Any) -> str | None:
+    """Of a CPU's flags (py-cpuinfo or /proc/cpuinfo names; avx512_vnni and avx512vnni alike),
+    those in CODEGEN_FLAGS, as one space-separated string in that order (None: no flags known)."""
+    have = {str(flag).lower().replace("_", "") for flag in flags}
+    if not have:
+        return None
+    return " ".join(flag for flag in CODEGEN_FLAGS if flag.replace("_", "") in have) or "none"
+
+
+def gpu_driver() -> str | None:
+    """The NVIDIA kernel driver's version line (/proc/driver/nvidia/version), or None."""
+    try:
+        first = Path("/proc/driver/nvidia/version").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    found = re.search(r"\b(\d+\.\d+(?:\.\d+)?)\b", first)
+    return found.group(1) if found else first.strip() or None
+
+
+# -- machine identity: what must agree for two runs' times to be comparable ------------------
+
+IDENTITY: dict[str, str] = {
+    "cpu_model": "CPU model",
+    "cpu_flags": "CPU flags",
+    "cpu_count": "logical CPUs",
+    "intra_op_threads": "TF intra-op threads",
+    "inter_op_threads": "TF inter-op threads",
+    "blas": "BLAS",
+    "blas_threads": "BLAS threads",
+    "onednn": "oneDNN",
+    "tensorflow_version": "TensorFlow",
+    "tensorflow_build": "TensorFlow build",
+    "numpy_version": "numpy",
+    "python_version": "Python",
+    "device_name": "device",
+    "gpu_driver": "GPU driver",
+    "asv_machine": "asv machine",
+}
+"""The columns of a run that make its times comparable with another run's, and their names for
+people: the one definition segbench compare, ab, merge and report check before any verdict. The
+git commit, profile and segbench version are what one compares, not the machine, so not here.
+``asv_machine`` is derived: the machine key of rows imported from asv (their ``host``)."""
+
+
+def identity_values(frame: Any) -> dict[str, list[str]]:
+    """Per identity column, the distinct values a results table (or its rows) records, as text;
+    an empty list where the column is missing or never recorded (an older run): unknown."""
+    values: dict[str, list[str]] = {}
+    for column in IDENTITY:
+        if column == "asv_machine":
+            asv = {"host", "source"} <= set(frame.columns)
+            series = frame["host"][frame["source"].astype(str) == "asv"] if asv else None
+        else:
+            series = frame[column] if column in frame.columns else None
+        if series is None:
+            values[column] = []
+            continue
+        known = series.dropna().astype(str).map(lambda value, c=column: _comparable(c, value))
+        values[column] = sorted(set(known[known.str.strip() != ""]))
+    return values
+
+
+def _comparable(column: str, value: Any) -> str:
+    """A recorded value as identity compares it: oneDNN's state without why it is so ("on (this
+    build's default)" and "on (TF_ENABLE_ONEDNN_OPTS=1)" run the same kernels)."""
+    text = str(value).strip()
+    return text.split(" ", 1)[0] if column == "onednn" else text
+
+
+def identity_differences(runs: dict[str, Any]) -> list[tuple[str, dict[str, list[str]]]]:
+    """Where the runs (name -> results table) disagree on their identity: (column, values per run)
+    for each identity column with more than one value among the runs that record it. A run that
+    did not record a column (unknown) differs from nobody in it; a run whose own rows disagree (a
+    merge --across-machines) differs from everyone."""
+    per_run = {name: identity_values(frame) for name, frame in runs.items()}
+    differences = []
+    for column in IDENTITY:
+        known = {name: values[column] for name, values in per_run.items() if values[column]}
+        if len({value for values in known.values() for value in values}) > 1:
+            differences.append((column, known))
+    return differences
+
+
+def identity_unknown(runs: dict[str, Any]) -> list[str]:
+    """The identity columns some of the runs did not record (treated as the same, not as different)."""
+    per_run = {name: identity_values(frame) for name, frame in runs.items()}
+    return [
+        column
+        for column in IDENTITY
+        if any(values[column] for values in per_run.values()) and not all(v[column] for v in per_run.values())
+    ]
+
+
+def describe_differences(differences: list[tuple[str, dict[str, list[str]]]], indent: str = "  ") -> list[str]:
+    """One line per differing identity column, as pyperf's metadata check prints them:
+    ``CPU model: OLD Intel Xeon ... | NEW AMD EPYC ...``."""
+    return [
+        f"{indent}{IDENTITY[column]}: " + " | ".join(f"{name} {' + '.join(values)}" for name, values in known.items())
+        for column, known in differences
+    ]
+
+
+def differing_columns(old: Any, new: Any) -> list[str]:
+    """For one pair of rows (mappings), the identity columns both record and that differ."""
+    names = []
+    for column in IDENTITY:
+        if column == "asv_machine":
+            a = old.get("host") if str(old.get("source")) == "asv" else None
+            b = new.get("host") if str(new.get("source")) == "asv" else None
+        else:
+            a, b = old.get(column), new.get(column)
+        if _known(a) and _known(b) and _comparable(column, a) != _comparable(column, b):
+            names.append(column)
+    return names
+
+
+def _known(value: Any) -> bool:
+    if value is None:
+        return False
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return False
+    except (TypeError, ValueError):
+        pass
+    return str(value).strip() != ""
 
 
 def blas() -> dict[str, Any]:
@@ -169,6 +326,7 @@ def collect(*, uses_tensorflow: bool, device: Any = None, profile: str | None = 
         "tensorflow_version": None,
         "device": f"{device.kind}:{device.index}" if device else None,
         "device_name": device.name if device else None,
+        "gpu_driver": gpu_driver() if device is not None and getattr(device, "kind", None) == "GPU" else None,
         "intra_op_threads": None,
         "inter_op_threads": None,
         "environment": variables(),

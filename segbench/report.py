@@ -8,19 +8,27 @@
 Every figure carries the run's identity (device, TensorFlow, profile, commit) in its footer, and
 its legend outside the axes. The page adds the environment, the speedup tables and the first-call
 and break-even table.
+
+Runs from different machines or software versions (segbench.environment.IDENTITY) are not drawn
+in one report unless ``--across-machines``; then the page and every footer say what differs. A
+table holding a cell twice is refused. A run missing shards of its sweep is marked PARTIAL.
+
+``--out`` may hold other files: the report replaces only what it wrote itself (listed in
+``.segbench-report.json`` there) and refuses to overwrite a file of the same name it did not write.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from segbench import compare, tables
+from segbench import compare, environment, tables
 
 COLORS = {"numpy": "tab:green", "eager": "tab:blue", "function": "tab:orange", "xla": "tab:red"}
 PASS_COLORS = {"forward": "tab:purple", "forward+backward": "tab:olive"}
@@ -41,15 +49,23 @@ def _values(frame: pd.DataFrame, column: str) -> str:
 
 
 def identity(frame: pd.DataFrame) -> str:
-    """One line naming the run: device, TensorFlow, profile, commit (marked if dirty), run id."""
+    """One line naming the run: device, TensorFlow, profile, commit (marked if dirty), run id; and
+    PARTIAL where shards are missing, what differs where its runs come from different machines."""
     commits = sorted(frame["git_commit"].dropna().astype(str).unique())
     dirty = frame["git_dirty"].fillna(False).astype(bool).any() if "git_dirty" in frame else False
     commit = ", ".join(c[:10] for c in commits) or "unknown commit"
-    return (
+    line = (
         f"{_values(frame, 'device_name')} | TensorFlow {_values(frame, 'tensorflow_version')} | "
         f"profile {_values(frame, 'profile')} | commit {commit}{' (uncommitted changes)' if dirty else ''} | "
         f"run {_values(frame, 'run_id')}"
     )
+    differing = [c for c, _ in environment.identity_differences({"": frame})]
+    if differing:
+        line += " | ACROSS MACHINES, differing in " + ", ".join(environment.IDENTITY[c] for c in differing)
+    missing = compare.missing_shards(frame)
+    if missing:
+        line += f" | PARTIAL: shard(s) {', '.join(missing)} missing"
+    return line
 
 
 def _figure(plt, panels: int, title: str, frame: pd.DataFrame, panel_height: float = 3.2):
@@ -200,9 +216,10 @@ def roofline(frame: pd.DataFrame, path: Path) -> Path | None:
 
 
 ENVIRONMENT_COLUMNS = [
-    "profile", "git_commit", "git_dirty", "started_at", "host", "device", "device_name", "cpu_model", "cpu_count",
-    "blas", "blas_threads", "onednn", "intra_op_threads", "inter_op_threads", "tensorflow_version",
-    "numpy_version", "python_version", "segbench_version", "load_avg_start", "environment",
+    "profile", "git_commit", "git_dirty", "started_at", "host", "device", "device_name", "cpu_model", "cpu_flags",
+    "cpu_count", "blas", "blas_threads", "onednn", "intra_op_threads", "inter_op_threads", "tensorflow_version",
+    "numpy_version", "python_version", "segbench_version", "tensorflow_build", "gpu_driver", "load_avg_start",
+    "environment",
 ]  # fmt: skip
 
 
@@ -216,23 +233,78 @@ def environment_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def write_report(frame: pd.DataFrame, out_dir: Path) -> Path:
-    """Write the PNG figures and index.html into ``out_dir``; return the page's path."""
+MANIFEST = ".segbench-report.json"
+"""In the --out directory: the files the report wrote there, the only ones it may replace or delete."""
+FIGURES = ("time_forward.png", "time_forward_backward.png", "xla_speedup.png", "roofline.png")
+PAGE = "index.html"
+_PAGE_START = "<!doctype html><meta charset=utf-8><title>segbench report</title>"
+
+
+def _written_before(out_dir: Path) -> set[str]:
+    """The files an earlier report wrote into ``out_dir``: its manifest, or for a report of a
+    segbench without one, the known names next to its page."""
+    manifest = out_dir / MANIFEST
+    if manifest.exists():
+        try:
+            names = json.loads(manifest.read_text())["files"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"--out {out_dir}: {MANIFEST} is damaged; choose another --out") from None
+        return {Path(name).name for name in names}
+    page = out_dir / PAGE
+    if page.is_file() and page.read_text(errors="replace").startswith(_PAGE_START):
+        return {PAGE, *FIGURES}
+    return set()
+
+
+def _claim(out_dir: Path) -> set[str]:
+    """Check that the report may write into ``out_dir``; return the names an earlier one wrote."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a directory")
+    ours = _written_before(out_dir) if out_dir.is_dir() else set()
+    theirs = [name for name in (*FIGURES, PAGE) if (out_dir / name).exists() and name not in ours]
+    if theirs:
+        raise ValueError(
+            f"--out {out_dir} holds {', '.join(theirs)}, which segbench did not write: choose another --out "
+            "(a report replaces only files it wrote)"
+        )
+    return ours
+
+
+def write_report(
+    frame: pd.DataFrame, out_dir: Path, *, across_machines: bool = False, origin: str = "the results"
+) -> Path:
+    """Write the PNG figures and index.html into ``out_dir``; return the page's path.
+
+    Only files an earlier report wrote there (its manifest) are replaced or removed."""
     import matplotlib
 
     matplotlib.use("Agg")  # files, not windows: works without a display
+    by_run = {str(run): part for run, part in frame.groupby(frame["run_id"].fillna("?"), sort=False)}
+    header = compare.machine_check(  # first: a report across machines is refused before anything else
+        by_run if len(by_run) > 1 else {"the run": frame},
+        across_machines=across_machines,
+        what="one report of them would mix machines (pass --across-machines to draw it anyway)",
+    )
+    compare.check_duplicates(frame, origin)
     if not (frame["status"] == "ok").any():
         raise ValueError("the results have no successful cell to plot")
+    out_dir = Path(out_dir)
+    earlier = _claim(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.png"):  # figures of an earlier report that this one may not redraw
-        old.unlink()
+    for name in earlier:  # figures of an earlier report that this one may not redraw
+        if name != PAGE:
+            (out_dir / name).unlink(missing_ok=True)
     figures = [
         time_per_shape(frame, out_dir / "time_forward.png", "forward"),
         time_per_shape(frame, out_dir / "time_forward_backward.png", "forward+backward"),
         xla_speedup(frame, out_dir / "xla_speedup.png"),
         roofline(frame, out_dir / "roofline.png"),
     ]
-    sections = [f'<p><img src="{f.name}" alt="{f.stem}"></p>' for f in figures if f is not None]
+    written = [f.name for f in figures if f is not None]
+    sections = [f'<p><img src="{name}" alt="{Path(name).stem}"></p>' for name in written]
+    notes = [line for line in (*header, compare.partial_note(frame)) if line]
+    if notes:
+        sections.insert(0, "<pre class=warn>" + html.escape("\n".join(notes)) + "</pre>")
     for pass_ in ("forward", "forward+backward"):
         table = compare.speedup_table(frame, pass_)
         if len(table):
@@ -247,14 +319,16 @@ def write_report(frame: pd.DataFrame, out_dir: Path) -> Path:
     if len(ceilings):
         sections.append("<h2>read ceiling: the fastest read of both inputs found</h2>" + _html(ceilings))
     sections.append("<h2>environment</h2>" + _html(environment_table(frame)))
-    page = out_dir / "index.html"
+    page = out_dir / PAGE
     page.write_text(
-        "<!doctype html><meta charset=utf-8><title>segbench report</title>"
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+        _PAGE_START + "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
         "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}"
         "p.id{color:#555}</style>"
         f"<h1>segbench report</h1><p class=id>{html.escape(identity(frame))}</p>" + "".join(sections)
     )
+    from segbench.results import atomic_write_text
+
+    atomic_write_text(out_dir / MANIFEST, json.dumps({"files": [PAGE, *written]}, indent=1))
     return page
 
 
@@ -266,13 +340,23 @@ def _command(args: argparse.Namespace) -> int:
     from segbench import results
 
     frame = results.load(*args.results)
-    page = write_report(frame, Path(args.out))
-    print(f"wrote {page} and {len(list(Path(args.out).glob('*.png')))} figures")
+    page = write_report(frame, Path(args.out), across_machines=args.across_machines, origin=" + ".join(args.results))
+    figures = len(json.loads((page.parent / MANIFEST).read_text())["files"]) - 1
+    print(f"wrote {page} and {figures} figures")
+    note = compare.partial_note(frame)
+    if note:
+        print(note)
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("report", help="PNG figures and an HTML page from results", description=__doc__)
     parser.add_argument("results", nargs="+", help="run directories, .parquet, .csv or .jsonl")
-    parser.add_argument("--out", default="results/report", help="directory for the PNGs and index.html")
+    parser.add_argument(
+        "--out",
+        default="results/report",
+        help="directory for the PNGs and index.html (other files there are left alone; a file of the same "
+        "name that an earlier report did not write is refused)",
+    )
+    compare.add_machine_option(parser, "draw them in one report anyway, saying what differs")
     parser.set_defaults(handler=_command)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 KEY_COLUMNS = ("loss", "formulation", "mode", "pass", "batch", "height", "width", "classes", "dtype")
 """What identifies a cell within a run."""
@@ -49,6 +49,8 @@ SCHEMA: dict[str, str] = {
     "environment": "string",  # JSON of the relevant environment variables (TF_*, XLA_FLAGS, OMP_*...)
     "cpu_model": "string",  # py-cpuinfo's brand, family, model, stepping and L3 size
     "cpu_count": "Int64",  # logical CPUs this process may run on
+    "cpu_flags": "string",  # the instruction sets that change code generation (avx2 avx512f amx_tile...)
+    "gpu_driver": "string",  # the NVIDIA driver's version, where the device is a GPU
     "blas": "string",  # the BLAS numpy uses, and its version (threadpoolctl)
     "blas_threads": "Int64",
     "onednn": "string",  # TensorFlow's oneDNN kernels on or off, and why

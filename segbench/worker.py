@@ -110,8 +110,11 @@ class Worker:
     code: Path | None
 
     @classmethod
-    def start(cls, code: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Worker:
-        """Start a worker; ``code`` is the root of a segbench checkout to measure (default: this one)."""
+    def start(
+        cls, code: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None, stderr: Any = None
+    ) -> Worker:
+        """Start a worker; ``code`` is the root of a segbench checkout to measure (default: this one);
+        ``stderr``: where its error output goes (default: this process's)."""
         args = [sys.executable, "-u", str(HERE / "worker.py")]
         if code is not None:
             args += ["--code", str(Path(code).resolve())]
@@ -119,6 +122,7 @@ class Worker:
             args,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             env={**os.environ, **(env or {})},
             # Its own session: Ctrl-C in a terminal goes to the supervisor, which stops the workers.
             start_new_session=True,

@@ -88,3 +88,75 @@ def test_a_cell_that_fails_on_one_side_names_that_side(tmp_path, capsys):
         rows = results.load(tmp_path / "ab" / side).set_index("formulation")
         assert rows.loc["fused", "status"] == "error"
         assert f"side B ({tree})" in rows.loc["fused", "error"] and "broken on purpose" in rows.loc["fused", "error"]
+
+
+def test_a_side_that_does_not_build_is_named_with_the_end_of_its_error(tmp_path, capsys):
+    """Issue 19 item 6: not just "the worker exited with code 1"."""
+    import shutil
+
+    tree = tmp_path / "broken"
+    shutil.copytree(ROOT / "segbench", tree / "segbench", ignore=shutil.ignore_patterns("__pycache__"))
+    init = tree / "segbench" / "__init__.py"
+    init.write_text(init.read_text() + "\ndef broken_on_purpose(:\n")
+    args = ["ab", str(tree), str(ROOT), "--mode", "numpy", "--batch", "1", "--res", "16", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "ab")]) == 2
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("segbench ab: error:"))
+    assert f"side A ({tree}) does not build: the worker exited with code 1" in line
+    assert "SyntaxError" in err.split(line)[1] and "broken_on_purpose" in err.split(line)[1]
+
+
+def git_repo(path: Path) -> Path:
+    """A small git repository holding a copy of segbench, one commit, a branch named docs and a
+    directory named docs."""
+    import shutil
+
+    shutil.copytree(ROOT / "segbench", path / "segbench", ignore=shutil.ignore_patterns("__pycache__"))
+    (path / "docs").mkdir()
+    (path / "docs" / "notes.md").write_text("notes\n")
+    env = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for command in (["init", "-q"], ["add", "."], [*env, "commit", "-q", "-m", "one"], ["branch", "docs"]):
+        subprocess.run(["git", *command], cwd=path, check=True, capture_output=True)
+    return path
+
+
+def test_a_dirty_working_tree_measured_as_head_warns_and_worktree_measures_it(tmp_path, capsys):
+    from segbench.ab import checkout
+
+    repo = git_repo(tmp_path / "repo")
+    with checkout("HEAD", "A", repo, tmp_path) as code:
+        assert code.root != repo
+    assert "WITHOUT the uncommitted" not in capsys.readouterr().err  # clean: nothing to say
+    (repo / "segbench" / "sweep.py").write_text((repo / "segbench" / "sweep.py").read_text() + "\n# changed\n")
+    with checkout("HEAD", "A", repo, tmp_path) as code:
+        pass
+    err = capsys.readouterr().err
+    assert "warning: A = HEAD measures commit" in err and "WITHOUT the uncommitted changes" in err
+    assert "give WORKTREE" in err
+    with checkout("WORKTREE", "B", repo, tmp_path) as code:
+        assert code.root == repo.resolve() and (code.root / "segbench" / "sweep.py").read_text().endswith("# changed\n")
+    assert "B = the working tree" in capsys.readouterr().err
+
+
+def test_a_branch_that_is_also_a_directory_says_which_is_meant(tmp_path, capsys, monkeypatch):
+    from segbench.ab import checkout
+
+    repo = git_repo(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    # docs/ holds no segbench: the branch is meant, and the user is told so
+    with checkout("docs", "A", repo, tmp_path / "s1") as code:
+        assert code.commit == head
+    assert "'docs' is a directory without segbench and a git ref; measuring the ref" in capsys.readouterr().err
+    # a directory that is a segbench checkout and a branch: refused, with both ways out
+    (repo / "docs" / "segbench").mkdir()
+    (repo / "docs" / "segbench" / "__init__.py").write_text("")
+    with (
+        pytest.raises(ValueError, match=r"'docs' is both a directory and a git ref .* refs/heads/docs"),
+        checkout("docs", "A", repo, tmp_path / "s2"),
+    ):
+        pass
+    with checkout("refs/heads/docs", "A", repo, tmp_path / "s3") as code:
+        assert code.commit == head
+    with checkout("./docs", "A", repo, tmp_path / "s4") as code:
+        assert code.root == (repo / "docs").resolve()

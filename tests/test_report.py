@@ -82,3 +82,50 @@ def test_report_cli(tmp_path, capsys):
     synthetic_run().to_csv(path, index=False)
     assert main(["report", str(path), "--out", str(tmp_path / "report")]) == 0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_report_replaces_only_the_files_it_wrote(tmp_path, capsys):
+    """Issue 19 item 2: a report into a folder holding other PNG files keeps them."""
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / "holiday.png").write_bytes(b"\x89PNG mine")
+    (out / "notes.txt").write_text("mine")
+    write_report(synthetic_run(), out)
+    assert (out / "holiday.png").read_bytes() == b"\x89PNG mine" and (out / "notes.txt").exists()
+    assert (out / "xla_speedup.png").exists()
+    # a second report without XLA cells: its own old figure goes, the user's files stay
+    write_report(synthetic_run().query("mode != 'xla'"), out)
+    assert not (out / "xla_speedup.png").exists() and (out / "holiday.png").read_bytes() == b"\x89PNG mine"
+    # a file of a name segbench writes, that it did not write: refused, untouched
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "roofline.png").write_bytes(b"theirs")
+    path = tmp_path / "run.csv"
+    synthetic_run().to_csv(path, index=False)
+    assert main(["report", str(path), "--out", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "holds roofline.png, which segbench did not write" in err and len(err.strip().splitlines()) == 1
+    assert (other / "roofline.png").read_bytes() == b"theirs" and not (other / "index.html").exists()
+
+
+def test_report_refuses_duplicate_cells_in_one_line(tmp_path, capsys):
+    """Issue 19 item 8: duplicates gave a pandas error (cannot reindex on an axis with duplicate labels)."""
+    path = tmp_path / "doubled.csv"
+    frame = synthetic_run()
+    pd.concat([frame, frame.iloc[:2]]).to_csv(path, index=False)
+    assert main(["report", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "2 cell(s) appear more than once" in err and "categorical_crossentropy/reference/numpy" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_report_of_two_machines_needs_across_machines_and_says_what_differs(tmp_path, capsys):
+    xeon, epyc = tmp_path / "xeon.csv", tmp_path / "epyc.csv"
+    synthetic_run().assign(run_id="x", batch=lambda f: f["batch"] + 100).to_csv(xeon, index=False)
+    synthetic_run().assign(run_id="e", cpu_model="AMD EPYC", device_name="AMD EPYC").to_csv(epyc, index=False)
+    assert main(["report", str(xeon), str(epyc), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "come from different machines" in err and "CPU model" in err
+    assert main(["report", str(xeon), str(epyc), "--out", str(tmp_path / "r"), "--across-machines"]) == 0
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "ACROSS MACHINES" in page and "CPU model" in page
