@@ -174,7 +174,8 @@ class _ErrorTail:
 
     def _pump(self, stream: Any) -> None:
         with contextlib.suppress(OSError, ValueError):
-            for line in stream:
+            for raw in stream:  # the worker's pipes are bytes
+                line = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
                 self.lines.append(line.rstrip("\n"))
                 sys.stderr.write(line)
 
