@@ -55,6 +55,7 @@ from segbench.worker import (
     Worker,
     WorkerDiedError,
     WorkerError,
+    WorkerTimeoutError,
     stop_on_signals,
 )
 
@@ -191,6 +192,7 @@ class Side(SupervisedWorker):
         super().__init__(code.root)
         self.tested, self.label = code, code.label
         self.tail: _ErrorTail | None = None
+        self.timeout: float | None = None  # seconds a request for the current cell may take
 
     @property
     def name(self) -> str:
@@ -206,9 +208,13 @@ class Side(SupervisedWorker):
             self.worker = Worker.start(self.code, stderr=subprocess.PIPE)
             self.tail = _ErrorTail(self.worker.process.stderr)
         try:
-            return self.worker.request(op, **fields)
+            return self.worker.request(op, timeout=None if op == "hello" else self.timeout, **fields)
         except WorkerError as error:
             raise WorkerError(f"{self.name}: {error.message}", error.kind, error.trace) from error
+        except WorkerTimeoutError as late:  # a loss that never returns: its worker is killed, a fresh one follows
+            self.worker = None
+            late.args = (f"{self.name}: {late}",)
+            raise
         except WorkerDiedError as died:
             self.worker = None
             tail = self.tail.text() if self.tail else ""
@@ -273,8 +279,12 @@ def run_ab(
     repo: Path | None = None,
     progress: bool = True,
     across_machines: bool = False,
+    time_limit: float | None = None,
 ) -> Any:
-    """Measure every cell of ``sweep`` on both sides in alternation; returns compare_runs' table."""
+    """Measure every cell of ``sweep`` on both sides in alternation; returns compare_runs' table.
+    ``time_limit``: seconds one request of a cell may take (None: runner.cell_time_limit; 0: none)."""
+    from segbench.runner import cell_time_limit
+
     if not isinstance(rounds, int) or rounds < stats.MIN_SAMPLES:
         raise ValueError(f"--rounds must be an integer >= {stats.MIN_SAMPLES}, got {rounds!r}")
     if not isinstance(visits, int) or not 1 <= visits <= rounds:
@@ -317,6 +327,10 @@ def run_ab(
                 )
                 bar = Progress(len(cases), "cell", enabled=progress)
                 for case in cases:
+                    for side in sides:
+                        side.timeout = (
+                            cell_time_limit(case, profile.budget) if time_limit is None else time_limit or None
+                        )
                     pair = _measure_pair(sides, case, visits, math.ceil(rounds / visits), round_s, device)
                     for label, rows in pair.items():
                         for row in rows:
@@ -347,6 +361,9 @@ def _measure_pair(
     base = {**case.key(), "benchmark": "segbench ab"}
     try:
         records = interleave(sides, case, visits, rounds, round_s, device)
+    except WorkerTimeoutError as late:
+        error = f"{late}; --cell-timeout sets the limit"
+        return {s.label: [{**base, "status": "timeout", "error": error, "visit": 1}] for s in sides}
     except WorkerDiedError as died:
         return {s.label: [{**base, "status": "killed", "error": str(died), "visit": 1}] for s in sides}
     except WorkerError as error:
@@ -370,7 +387,7 @@ def _measure_pair(
 
 
 def _command(args: argparse.Namespace) -> int:
-    from segbench.runner import sweep_from_args
+    from segbench.runner import parse_time_limit, sweep_from_args
 
     profile, sweep = sweep_from_args(args)
     out = Path(args.out) if args.out else DEFAULT_OUT / environment.new_run_id()
@@ -388,6 +405,7 @@ def _command(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.quiet,
             across_machines=args.across_machines,
+            time_limit=parse_time_limit(args.cell_timeout),
         )
     except compare.DifferentMachinesError as error:
         print("\n".join([f"segbench ab: {error.message}", *error.lines]), file=sys.stderr)

@@ -160,3 +160,28 @@ def test_a_branch_that_is_also_a_directory_says_which_is_meant(tmp_path, capsys,
         assert code.commit == head
     with checkout("./docs", "A", repo, tmp_path / "s4") as code:
         assert code.root == (repo / "docs").resolve()
+
+
+def test_a_loss_that_never_returns_is_a_timeout_on_both_sides_and_ab_goes_on(tmp_path):
+    import shutil
+
+    tree = tmp_path / "hanging"
+    shutil.copytree(ROOT / "segbench", tree / "segbench", ignore=shutil.ignore_patterns("__pycache__"))
+    numpy_losses = tree / "segbench" / "losses_numpy.py"
+    numpy_losses.write_text(
+        numpy_losses.read_text()
+        + "\n\ndef _hang(*args, **kwargs):\n    import time\n    while True:\n        time.sleep(1)\n\n\n"
+        + 'IMPLEMENTATIONS[("categorical_crossentropy", "fused")] = (_hang, _hang)\n'
+    )
+    sweep = NUMPY_SWEEP.replace(passes=("forward",), batches=(1,))
+    table = run_ab(
+        str(ROOT), str(tree), QUICK, sweep, out=tmp_path / "ab", rounds=4, visits=1, progress=False, time_limit=3
+    )
+    assert set(table["formulation"]) == {"reference"}  # the other cell was measured after the hang
+    for side in ("A", "B"):
+        rows = results.load(tmp_path / "ab" / side).set_index("formulation")
+        assert rows.loc["fused", "status"] == "timeout"
+        assert (
+            f"side B ({tree})" in rows.loc["fused", "error"]
+            and "past its time limit of 3 s" in rows.loc["fused", "error"]
+        )
