@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,14 +128,29 @@ def published_bandwidth(device_name: str | None) -> tuple[str, float] | None:
 # Hiding backends: a meta-path entry that refuses to import them, in every process of the check.
 
 
-class _Blocker(importlib.abc.MetaPathFinder):
-    def __init__(self, names: Iterable[str]):
-        self.names = tuple(names)
+class _Hiding(importlib.abc.MetaPathFinder):
+    """Wraps one finder of sys.meta_path: it finds nothing of the hidden packages, the rest as before.
+
+    Every finder is wrapped, so a hidden package looks exactly as if it were not installed:
+    ``importlib.util.find_spec`` returns None (libraries such as torch._dynamo probe optional
+    packages that way) and ``import`` raises ModuleNotFoundError.
+    """
+
+    def __init__(self, finder: Any, names: tuple[str, ...]):
+        self.finder, self.names = finder, names
 
     def find_spec(self, fullname, path=None, target=None):
         if any(fullname == name or fullname.startswith(name + ".") for name in self.names):
-            raise ModuleNotFoundError(f"{fullname} is hidden by {HIDE_VARIABLE}", name=fullname)
-        return None
+            return None
+        return self.finder.find_spec(fullname, path, target)
+
+    def invalidate_caches(self):
+        invalidate = getattr(self.finder, "invalidate_caches", None)
+        if invalidate is not None:
+            invalidate()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.finder, name)
 
 
 def hidden_backends() -> set[str]:
@@ -143,10 +158,16 @@ def hidden_backends() -> set[str]:
 
 
 def install_blocker() -> None:
-    """Make the packages of the backends named in SEGBENCH_HIDE_BACKENDS unimportable here."""
-    names = [m for b in hidden_backends() for m in MODULES.get(b, (b,))]
-    if names and not any(isinstance(f, _Blocker) for f in sys.meta_path):
-        sys.meta_path.insert(0, _Blocker(names))
+    """Make the packages of the backends named in SEGBENCH_HIDE_BACKENDS look uninstalled here."""
+    names = tuple(m for b in sorted(hidden_backends()) for m in MODULES.get(b, (b,)))
+    if not names:
+        return
+    loaded = [m for m in sys.modules if any(m == n or m.startswith(n + ".") for n in names)]
+    if loaded:
+        raise RuntimeError(f"{HIDE_VARIABLE}: {', '.join(sorted(loaded)[:3])} already imported")
+    sys.meta_path[:] = [
+        f if isinstance(f, _Hiding) or not hasattr(f, "find_spec") else _Hiding(f, names) for f in sys.meta_path
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
