@@ -131,7 +131,7 @@ def test_other_dtypes(backend, loss, dtype):
     """Half precision is computed in float32; float64 in float64 (JAX: with jax_enable_x64)."""
     s = make_scene(2, 16, 16, 4, missing=1, dtype=dtype)
     if backend.name == "jax":
-        with backend.lib.enable_x64(dtype == "float64"):
+        with _x64(backend.lib, dtype == "float64"):
             check(backend, loss, s.y_true, s.y_pred, dtype=dtype)
     else:
         check(backend, loss, s.y_true, s.y_pred, dtype=dtype)
@@ -142,7 +142,7 @@ def test_other_dtypes(backend, loss, dtype):
 def test_edge_cases(backend, loss, dtype):
     """Ties in the argmax, all-erased images, probabilities exactly 0, 1 and at the clip bounds."""
     s = edge_scene(4, 32, 32, 4, dtype=dtype)
-    x64 = backend.lib.enable_x64(dtype == "float64") if backend.name == "jax" else contextlib.nullcontext()
+    x64 = _x64(backend.lib, dtype == "float64") if backend.name == "jax" else contextlib.nullcontext()
     with x64:
         for reduction in ("mean", "none"):
             check(backend, loss, s.y_true, s.y_pred, reduction, dtype)
@@ -195,6 +195,14 @@ def test_importing_the_backends_imports_no_tensorflow():
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=_env())
+
+
+def _x64(jax, on: bool):
+    """jax.enable_x64 (newer JAX) or jax.experimental.enable_x64 (older) as a context manager."""
+    enable = getattr(jax, "enable_x64", None)
+    if enable is None:
+        from jax.experimental import enable_x64 as enable
+    return enable(on)
 
 
 def _env():
