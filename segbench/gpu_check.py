@@ -937,9 +937,11 @@ def run_backend(backend: str, args: argparse.Namespace, work: Path, deadline: fl
 
 
 def _cell(row: Any) -> str:
-    return (
-        f"{row['backend']} {row['mode']} {SHORT.get(row['loss'], row['loss'])} {row['pass']} {Shape(*_dims(row)).label}"
-    )
+    return f"{_mode_label(row)} {SHORT.get(row['loss'], row['loss'])} {row['pass']} {Shape(*_dims(row)).label}"
+
+
+def _mode_label(row: Any) -> str:
+    return row["backend"] if row["backend"] == row["mode"] else f"{row['backend']} {row['mode']}"
 
 
 def _dims(row: Any) -> tuple[int, int, int, int]:
@@ -1102,7 +1104,7 @@ def summary_text(args, env, results, cells, reads, card, failures, elapsed) -> s
                 if len(sub):
                     best = sub.loc[sub["roofline_fraction"].astype(float).idxmax()]
                     parts.append(
-                        f"{pass_} {100 * best['roofline_fraction']:.0f} % ({best['backend']} {best['mode']}, "
+                        f"{pass_} {100 * best['roofline_fraction']:.0f} % ({_mode_label(best)}, "
                         f"{_fmt_ms(best['median_s'])})"
                     )
             lines.append(f"  {loss:<32} " + "; ".join(parts))
