@@ -91,8 +91,9 @@ ENV_VARIABLES = (
 # Published memory bandwidth of known cards (vendor data sheets), GB/s. First match wins, so
 # the more specific names come first.
 
-KNOWN_CARDS: tuple[tuple[str, str, float], ...] = (
-    (r"GH200", "GH200 (H100 96 GB HBM3)", 4000.0),
+KNOWN_CARDS: tuple[tuple[str, str, float | None], ...] = (
+    # GH200 comes with 4.0 TB/s (96 GB HBM3) or 4.9 TB/s (144 GB HBM3e): the name does not say which
+    (r"GH200", "GH200", None),
     (r"H200", "H200 (SXM/NVL)", 4800.0),
     (r"H100.*PCIE", "H100 PCIe", 2000.0),
     (r"H100.*NVL", "H100 NVL", 3900.0),
@@ -120,7 +121,7 @@ def published_bandwidth(device_name: str | None) -> tuple[str, float] | None:
         return None
     for pattern, card, gb_per_s in KNOWN_CARDS:
         if re.search(pattern, device_name.upper()):
-            return card, gb_per_s
+            return (card, gb_per_s) if gb_per_s else None
     return None
 
 
@@ -1174,9 +1175,10 @@ def write_tables(out: Path, cells, reads) -> list[str]:
     except ImportError:
         return written
     for name, frame in (("results", cells), ("reads", reads)):
-        frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(
-            out / f"{name}.parquet"
-        )
+        typed = {c: "boolean" for c in ("value_ok", "grad_ok") if c in frame}
+        frame = frame.astype(typed | ({"peak_bytes": "Int64"} if "peak_bytes" in frame else {}))
+        frame = frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object})
+        frame.to_parquet(out / f"{name}.parquet")
         written.append(f"{name}.parquet")
     return written
 
@@ -1269,12 +1271,12 @@ def main(argv: list[str] | None = None) -> int:
     failures = verdict(args, results, cells, reads, card)
     env["verdict"] = {"pass": not failures, "failures": failures}
     (out / "environment.json").write_text(json.dumps(env, indent=2, default=_json_default) + "\n")
-    write_tables(out, cells, reads)
+    written = write_tables(out, cells, reads)
     text = summary_text(args, env, results, cells, reads, card, failures, time.time() - started)
     (out / "summary.txt").write_text(text)
     print()
     print(text, end="")
-    print(f"results in {out}/ (summary.txt, results.csv, reads.csv, environment.json)")
+    print(f"results in {out}/ (summary.txt, {', '.join(written)}, environment.json)")
     if failures:
         print(f"gpu-check: FAIL: {failures[0]}", file=sys.stderr)
         return FAILED

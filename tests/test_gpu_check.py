@@ -122,6 +122,7 @@ def test_published_bandwidth_of_known_cards(name, card, gb_per_s):
 def test_unknown_card_has_no_published_bandwidth():
     assert gpu_check.published_bandwidth("Imaginary Accelerator 9000") is None
     assert gpu_check.published_bandwidth(None) is None
+    assert gpu_check.published_bandwidth("NVIDIA GH200 480GB") is None  # two memories under one name
 
 
 def test_shapes_parse_and_bad_ones_name_the_format():
