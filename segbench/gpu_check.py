@@ -1161,7 +1161,14 @@ def summary_text(args, env, results, cells, reads, card, failures, elapsed) -> s
         lines.append(f"FAIL: {failures[0]}{more}")
         lines += [f"  - {f}" for f in failures[1:]]
     else:
-        lines.append("PASS: every cell ran on the asked-for device and agreed with the oracle")
+        not_run = int((cells["status"] == "not run").sum()) if len(cells) else 0
+        if not_run:
+            lines.append(
+                f"PASS, INCOMPLETE: every cell that ran used the asked-for device and agreed with the oracle; "
+                f"{not_run} not run"
+            )
+        else:
+            lines.append("PASS: every cell ran on the asked-for device and agreed with the oracle")
     return "\n".join(lines) + "\n"
 
 

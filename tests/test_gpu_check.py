@@ -81,6 +81,24 @@ def test_a_backend_that_sees_no_gpu_is_reported_not_run(backend, tmp_path):
     assert "GPU" in result["reason"] or "cuda" in result["reason"]
 
 
+def test_wheels_from_a_folder_without_any_fail_in_one_line(tmp_path):
+    done = run_script("--device", "cpu", "--wheels", str(tmp_path), "--out", str(tmp_path / "x"), timeout=120)
+    assert done.returncode == gpu_check.FAILED
+    assert done.stderr.strip() == f"gpu-check: FAIL: --wheels {tmp_path}: no .whl files there"
+
+
+def test_a_spent_time_budget_leaves_cells_not_run_and_says_so(tmp_path):
+    out = tmp_path / "check"
+    done = run_script(
+        "--device", "cpu", "--backends", "numpy", "--shapes", "1x8x8", "--time-budget", "0", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    cells = pd.read_csv(out / "results.csv")
+    assert set(cells["status"]) == {"not run"} and len(cells) == 6
+    summary = (out / "summary.txt").read_text()
+    assert "INCOMPLETE: 6 cells not run" in summary and "PASS, INCOMPLETE" in summary
+
+
 def test_bad_backend_names_the_choices():
     done = run_script("--device", "cpu", "--backends", "jax,mxnet", timeout=120)
     assert done.returncode == gpu_check.BAD_USAGE
