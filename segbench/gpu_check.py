@@ -275,7 +275,8 @@ def compute_oracle(shape: Shape, inputs: Inputs, path: Path) -> None:
 
     n_idx, r_idx, c_idx = gradient_samples(shape)
     arrays: dict[str, np.ndarray] = {"n": n_idx, "r": r_idx, "c": c_idx}
-    workers = max(1, min(shape.batch, os.cpu_count() or 1))
+    # at most 8 threads: each holds float64 temporaries of one image (about 1 GB at 2048x2048, C=4)
+    workers = max(1, min(shape.batch, os.cpu_count() or 1, 8))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for loss in LOSSES:
 
@@ -307,15 +308,6 @@ class SkipBackendError(Exception):
 
 class DeviceNotUsedError(Exception):
     """The asked-for device is not where the inputs or results are."""
-
-
-@dataclass
-class Cell:
-    backend: str
-    mode: str
-    loss: str
-    pass_: str
-    call: Callable[[], Any]
 
 
 class Adapter:
