@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from skimage import draw
 
 # Smooth noise, like a network's spatially correlated errors, is drawn on grids this many times
 # coarser than the image (two octaves).
@@ -70,6 +69,8 @@ def _shape_pixels(
     kind: int, centre: tuple[float, float], radii: tuple[float, float], rotation: float, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates of an ellipse (0), square (1) or disk (2), clipped to ``shape``."""
+    from skimage import draw  # here, not at import: ``import segbench`` works without scikit-image
+
     r, c = centre
     rr_radius, cc_radius = max(radii[0], 0.5), max(radii[1], 0.5)
     if kind == 0:
