@@ -123,6 +123,7 @@ SCHEMA: dict[str, str] = {name: column.dtype for name, column in COLUMNS.items()
 """Column name -> pandas dtype, in table order (derived from :data:`COLUMNS`)."""
 
 JOURNAL = "cells.jsonl"
+COMPRESSED_JOURNAL = JOURNAL + ".gz"  # a published run's journal (read-only: gzip -9 of cells.jsonl)
 PARQUET = "results.parquet"
 CSV = "results.csv"
 RUN_META = "run.json"
@@ -200,10 +201,17 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     """The rows of a journal. A last line cut short (a crash or a full disk while writing it) is
     ignored; a line that is not JSON anywhere else means the file is damaged: a ValueError says where."""
     rows = []
-    if not path.exists():
+    compressed = path.with_name(path.name + ".gz")
+    if not path.exists() and compressed.exists():  # a published run, compressed to keep the repository small
+        import gzip
+
+        path, data = compressed, gzip.decompress(compressed.read_bytes())
+    elif path.exists():
+        data = path.read_bytes()
+    else:
         return rows
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not a segbench journal: not UTF-8 text ({error.reason})") from None
     lines = text.split("\n")
@@ -277,7 +285,7 @@ def _load_one(path: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"no results at {path}")
     if path.is_dir():
         journal = path / JOURNAL
-        if journal.exists():  # the journal is the truth; the tables are written when a run ends
+        if journal.exists() or (path / COMPRESSED_JOURNAL).exists():  # the truth; tables are written at the end
             frame = aggregate_visits(pd.DataFrame(read_journal(journal)))
         elif (path / PARQUET).exists():
             frame = read_parquet(path / PARQUET)
@@ -334,6 +342,10 @@ class ResultWriter:
         """``meta``: the columns every row gets; ``run_meta``: run.json's content if it differs (a
         new run's plan and device), written only when the directory has no run.json yet."""
         self.directory = Path(directory)
+        if (self.directory / COMPRESSED_JOURNAL).exists():
+            raise ValueError(
+                f"{self.directory} is a published run ({COMPRESSED_JOURNAL}): read it, do not write into it"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = _lock(self.directory)
         self.meta = dict(meta)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from segbench.progress import Expected, Progress, TimeLeft
+from segbench.results import read_journal
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = [
@@ -21,7 +22,7 @@ RUNS = [
 
 def replay(run: Path):
     """(expected items, seconds each took, seconds since the start when each finished)."""
-    rows = pd.DataFrame([json.loads(line) for line in (run / "cells.jsonl").read_text().splitlines()])
+    rows = pd.DataFrame(read_journal(run / "cells.jsonl"))
     start = pd.Timestamp(json.loads((run / "run.json").read_text())["started_at"])
     finished = (pd.to_datetime(rows["finished_at"]) - start).dt.total_seconds().tolist()
     took = [b - a for a, b in zip([0.0, *finished[:-1]], finished, strict=True)]
