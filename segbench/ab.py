@@ -210,11 +210,15 @@ def checkout(ref: str, label: str, repo: Path, scratch: Path, plugins: tuple[str
             _git("worktree", "remove", "--force", str(tree), cwd=repo)
 
 
-def load_quietly(code: CodeUnderTest) -> None:
+def load_quietly(code: CodeUnderTest) -> tuple[str, ...]:
     """Register a side's plugins in this process (the grid may name their losses), its checkout
     first on sys.path for what they import; what they print while importing (TensorFlow's
-    start-up lines) is kept from the terminal unless $SEGBENCH_VERBOSE is set."""
+    start-up lines) is kept from the terminal unless $SEGBENCH_VERBOSE is set. Returns the names
+    of the losses they registered."""
+    from segbench.registry import LOSSES
     from segbench.worker import VERBOSE_ENV
+
+    before = set(LOSSES)
 
     sys.path.insert(0, str(code.root))
     saved = None
@@ -233,6 +237,9 @@ def load_quietly(code: CodeUnderTest) -> None:
             os.close(saved)
         with contextlib.suppress(ValueError):
             sys.path.remove(str(code.root))
+    from segbench.registry import LOSSES
+
+    return tuple(name for name in LOSSES if name not in before)
 
 
 def _warn_if_dirty(ref: str, label: str, commit: str, repo: Path) -> None:
@@ -360,7 +367,7 @@ def run_ab(
     ref_a: str,
     ref_b: str,
     profile: Profile,
-    sweep: Sweep | Callable[[], Sweep],
+    sweep: Sweep | Callable[[tuple[str, ...]], Sweep],
     *,
     out: Path,
     plugins: tuple[str, ...] = (),
@@ -377,8 +384,8 @@ def run_ab(
     """Measure every cell of ``sweep`` on both sides in alternation; returns compare_runs' table.
     ``time_limit``: seconds one request of a cell may take (None: runner.cell_time_limit; 0: none).
     ``plugins``: files (paths as the user gave them) or modules registering losses, taken from each
-    side's checkout; ``sweep`` may then be a function called once B's plugins are registered here
-    (the grid may name their losses)."""
+    side's checkout; ``sweep`` may then be a function of the losses B's plugins registered, called
+    once they are registered here (the grid may name them)."""
     from segbench.runner import cell_time_limit
 
     if not isinstance(rounds, int) or rounds < stats.MIN_SAMPLES:
@@ -387,6 +394,8 @@ def run_ab(
         raise ValueError(f"--visits must be an integer from 1 to --rounds ({rounds}), got {visits!r}")
     if (out / "A").exists() or (out / "B").exists():
         raise ValueError(f"--out {out} already holds an A/B comparison: choose another --out")
+    if not callable(sweep) and not sweep.cases():  # said before anything is checked out
+        raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
     repo = repo or Path.cwd()
     round_s = profile.budget.min_run_time / profile.budget.min_rounds
     with contextlib.ExitStack() as stack:
@@ -395,10 +404,11 @@ def run_ab(
             stack.enter_context(checkout(ref, label, repo, scratch, tuple(plugins)))
             for ref, label in ((ref_a, "A"), (ref_b, "B"))
         ]
+        registered: tuple[str, ...] = ()
         if plugins:  # the grid's losses as B has them; each worker loads its own side's
-            load_quietly(codes[1])
+            registered = load_quietly(codes[1])
         if callable(sweep):
-            sweep = sweep()
+            sweep = sweep(registered)
         cases = sweep.cases()
         if not cases:
             raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
@@ -496,7 +506,12 @@ def _command(args: argparse.Namespace) -> int:
     plugins = tuple(getattr(args, "plugin", None) or ())
     if plugins:  # the grid is read once B's plugins are registered (it may name their losses)
         profile = get_profile(args.profile)
-        sweep: Sweep | Callable[[], Sweep] = lambda: sweep_from_args(args)[1]  # noqa: E731
+
+        def sweep(registered: tuple[str, ...]) -> Sweep:
+            """Without --loss, the plugins' own losses (the question is about them)."""
+            if args.loss or not registered:
+                return sweep_from_args(args)[1]
+            return sweep_from_args(argparse.Namespace(**{**vars(args), "loss": ",".join(registered)}))[1]
     else:
         profile, sweep = sweep_from_args(args)
     out = Path(args.out) if args.out else DEFAULT_OUT / environment.new_run_id()

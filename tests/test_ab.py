@@ -250,7 +250,7 @@ def test_ab_in_a_users_repository_measures_each_commits_plugin_with_the_installe
     """Issue 18 item 11: "did my change to my loss make it slower?", asked in the user's repository."""
     repo = user_repo(tmp_path / "mine")
     monkeypatch.chdir(repo)
-    grid = ["--loss", "my_ce", "--mode", "numpy", "--batch", "1,2", "--res", "64", "--profile", "quick"]
+    grid = ["--mode", "numpy", "--batch", "1,2", "--res", "64", "--profile", "quick"]  # no --loss: the plugin's
     args = ["ab", "HEAD~1", "HEAD", "--plugin", "my_loss.py", *grid, "--rounds", "20", "--visits", "5", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "ab")]) == 1
     table = pd.read_csv(tmp_path / "ab" / "verdicts.csv").set_index("batch")
