@@ -141,10 +141,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def why_not(frame: pd.DataFrame, loss: str, formulation: str, mode: str, pass_: str) -> str:
-    """Why the results hold no time for this cell: its row's status and error, the registry's
-    reason (a formulation for graph modes only, a loss without a numpy implementation), or that
-    the run did not measure it."""
+def why_not(frame: pd.DataFrame, loss: str, formulation: str, mode: str, pass_: str, shape: str | None = None) -> str:
+    """Why the results hold no time for this cell (at ``shape``, "batch B, HxW", if given): its
+    row's status and error, the registry's reason (a formulation for graph modes only, a loss
+    without a numpy implementation), or that the run did not measure it."""
     rows = frame[
         (frame["loss"] == loss)
         & (frame["formulation"] == formulation)
@@ -152,10 +152,13 @@ def why_not(frame: pd.DataFrame, loss: str, formulation: str, mode: str, pass_: 
         & (frame["pass"] == pass_)
         & (frame["status"] != "ok")
     ]
+    if shape is not None and len(rows):
+        rows = rows[_label(rows)["shape"] == shape]
     if len(rows):
         row = rows.iloc[0]
         error = "" if pd.isna(row.get("error")) else str(row.get("error")).splitlines()[0]
-        return f"{row['status']}: {error[:70]}" if error else str(row["status"])
+        error = error if len(error) <= 48 else error[:47] + "…"  # the page's tables hold it whole
+        return f"{row['status']}: {error}" if error else str(row["status"])
     from segbench import registry
 
     if formulation in registry.FORMULATION_MODES and not registry.runs_in(formulation, mode):
@@ -223,14 +226,22 @@ def _modes(modes: set) -> list[str]:
     return [m for m in COLORS if m in modes] + sorted(modes - set(COLORS))
 
 
-def _reasons(frame: pd.DataFrame, labelled: pd.DataFrame, cases: list[str], modes: list[str], pass_: str) -> dict:
-    """(case, mode) -> why that cell has no time, for every pair the results lack."""
+def _reasons(
+    frame: pd.DataFrame, labelled: pd.DataFrame, cases: list[str], modes: list[str], pass_: str, shape: str
+) -> dict:
+    """(case, mode) -> why that cell has no time at ``shape``, for every pair the results lack."""
     names = labelled.drop_duplicates("case").set_index("case")[["loss", "formulation"]]
+    have = set(
+        zip(
+            *(labelled.loc[(labelled["shape"] == shape) & (labelled["status"] == "ok"), c] for c in ("case", "mode")),
+            strict=True,
+        )
+    )
     return {
-        (case, mode): why_not(frame, names.at[case, "loss"], names.at[case, "formulation"], mode, pass_)
+        (case, mode): why_not(frame, names.at[case, "loss"], names.at[case, "formulation"], mode, pass_, shape)
         for case in cases
         for mode in modes
-        if case in names.index
+        if case in names.index and (case, mode) not in have
     }
 
 
@@ -247,7 +258,6 @@ def time_per_shape(frame: pd.DataFrame, path: Path, pass_: str) -> Path | None:
     shapes = list(dict.fromkeys(ok["shape"]))
     cases = list(dict.fromkeys(every["case"]))
     modes = _modes(set(every["mode"]))
-    reasons = _reasons(frame, every, cases, modes, pass_)
     fig, axes = _figure(
         plt, len(shapes),
         f"{pass_}: time per call, log scale (dot: median; bar: quartiles q1-q3 of the per-call times)", ok,
@@ -257,7 +267,7 @@ def time_per_shape(frame: pd.DataFrame, path: Path, pass_: str) -> Path | None:
         part = ok[ok["shape"] == shape]
         q = np.array([quartiles(row) for _, row in part.iterrows()]).reshape(-1, 3) * 1e3
         part = part.assign(low=q[:, 0], value=q[:, 1], high=q[:, 2])
-        _dots(ax, part, cases, "mode", modes, COLORS, reasons)
+        _dots(ax, part, cases, "mode", modes, COLORS, _reasons(frame, every, cases, modes, pass_, shape))
         _log_axis(ax)
         low, high = np.nanmin(part[["low", "value"]].to_numpy()), np.nanmax(part[["high", "value"]].to_numpy())
         ax.set_xlim(low / 3, high * 1.3)  # room at the left for the reasons
@@ -304,16 +314,16 @@ def xla_speedup(frame: pd.DataFrame, path: Path) -> Path | None:
     cases = list(dict.fromkeys(every["case"]))
     passes = [p for p in ("forward", "forward+backward") if p in set(every["pass"])]
     names = every.drop_duplicates("case").set_index("case")
-    reasons = {}
-    for case in cases:
-        for pass_ in passes:
-            missing = [
-                m for m in ("eager", "xla")
-                if not ((ok["case"] == case) & (ok["pass"] == pass_) & (ok["mode"] == m)).any()
-            ]  # fmt: skip
-            if missing:
-                loss, formulation = names.at[case, "loss"], names.at[case, "formulation"]
-                reasons[(case, pass_)] = f"no {missing[0]}: {why_not(frame, loss, formulation, missing[0], pass_)}"
+    done = set(zip(ok["case"], ok["pass"], ok["mode"], ok["shape"], strict=True))
+    reasons: dict[str, dict] = {shape: {} for shape in shapes}
+    for shape in shapes:
+        for case in cases:
+            for pass_ in passes:
+                missing = [m for m in ("eager", "xla") if (case, pass_, m, shape) not in done]
+                if missing:
+                    loss, formulation = names.at[case, "loss"], names.at[case, "formulation"]
+                    why = why_not(frame, loss, formulation, missing[0], pass_, shape)
+                    reasons[shape][(case, pass_)] = f"no {missing[0]}: {why}"
     fig, axes = _figure(
         plt, len(shapes),
         "XLA's speedup over eager, log scale (eager time / XLA time, 95 % interval; right of 1: XLA faster)", ok,
@@ -321,7 +331,7 @@ def xla_speedup(frame: pd.DataFrame, path: Path) -> Path | None:
     )  # fmt: skip
     for ax, shape in zip(axes, shapes, strict=True):
         part = wide[wide["shape"] == shape]
-        _dots(ax, part, cases, "pass", passes, PASS_COLORS, {k: v for k, v in reasons.items()})
+        _dots(ax, part, cases, "pass", passes, PASS_COLORS, reasons[shape])
         ax.axvline(1.0, color="black", lw=0.8)
         ax.set_title(shape, fontsize=9)
         ax.set_xlabel("x faster than eager (log scale)")

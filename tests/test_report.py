@@ -199,6 +199,8 @@ def test_a_cell_a_mode_cannot_run_says_why(monkeypatch, tmp_path):
     assert "numpy: blocked: function and xla modes only" in texts
     assert "eager: blocked: function and xla modes only" in texts
     assert "numpy: error: ValueError: broken on purpose" in texts  # the row's status and error
+    others = [t.get_text() for ax in panels[1:] for t in ax.texts]  # it failed at batch 1, 32x32 only
+    assert "numpy: not in the results" in others and not any("broken" in text for text in others)
     _, panels = _figure_of(monkeypatch, report.xla_speedup, frame, tmp_path / "s.png")
     assert "forward: no eager: blocked: function and xla modes only" in [t.get_text() for t in panels[0].texts]
 
