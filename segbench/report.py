@@ -157,7 +157,7 @@ def why_not(frame: pd.DataFrame, loss: str, formulation: str, mode: str, pass_: 
     if len(rows):
         row = rows.iloc[0]
         error = "" if pd.isna(row.get("error")) else str(row.get("error")).splitlines()[0]
-        error = error if len(error) <= 48 else error[:47] + "…"  # the page's tables hold it whole
+        error = error if len(error) <= 48 else error[:47] + "…"  # the page's table of failures holds it whole
         return f"{row['status']}: {error}" if error else str(row["status"])
     from segbench import registry
 
@@ -529,6 +529,9 @@ def write_report(
     ceilings = compare.ceiling_table(frame)
     if len(ceilings):
         sections.append("<h2>read ceiling: the fastest read of both inputs found</h2>" + _html(ceilings))
+    failed = compare.failures(frame)
+    if len(failed):
+        sections.append(f"<h2>cells that did not run ({len(failed)})</h2>" + _html(failed))
     sections.append("<h2>environment</h2>" + _html(environment_table(frame)))
     page = out_dir / PAGE
     page.write_text(

@@ -203,6 +203,9 @@ def test_a_cell_a_mode_cannot_run_says_why(monkeypatch, tmp_path):
     assert "numpy: not in the results" in others and not any("broken" in text for text in others)
     _, panels = _figure_of(monkeypatch, report.xla_speedup, frame, tmp_path / "s.png")
     assert "forward: no eager: blocked: function and xla modes only" in [t.get_text() for t in panels[0].texts]
+    monkeypatch.undo()
+    page = write_report(frame, tmp_path / "r").read_text()
+    assert "cells that did not run (1)" in page and "ValueError: broken on purpose" in page
 
 
 def test_speedups_on_one_shared_log_axis_with_intervals(monkeypatch, tmp_path):
