@@ -13,12 +13,12 @@ on the builds' medians.
 The results are two ordinary run directories, ``OUT/A`` and ``OUT/B`` (``segbench compare OUT/A
 OUT/B`` gives the same verdicts again), plus ``OUT/verdicts.csv``.
 
-**Your own repository.** In a repository without segbench (yours), give the file that registers
-your loss: ``segbench ab HEAD~1 HEAD --plugin my_loss.py --loss my_loss``. Each side's checkout is
-then code under test: the plugin is taken from it (its path relative to the repository's root),
-with the checkout's root first on the worker's ``sys.path`` so that what the plugin imports from
-your repository comes from the same commit; the *installed* segbench measures both sides. A
-dotted ``--plugin package.module`` is imported from each checkout the same way.
+Your own repository: in a repository without segbench (yours), give the file that registers your
+loss, ``segbench ab HEAD~1 HEAD --plugin my_loss.py`` (without ``--loss``, the losses it registers
+are measured). Each side's checkout is then code under test: the plugin is taken from it (its path
+relative to the repository's root), with the checkout's root first on the worker's ``sys.path`` so
+that what the plugin imports from your repository comes from the same commit; the installed
+segbench measures both sides. A ``--plugin package.module`` is imported from each checkout alike.
 
 A REF is a directory holding ``segbench/`` (``.``) or, with ``--plugin``, any directory,
 ``WORKTREE`` (this repository's working tree, uncommitted changes included), or a git commit
