@@ -61,9 +61,12 @@ def samples(value: object) -> np.ndarray:
             value = json.loads(value)
         except ValueError:
             return np.array([])
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):  # None, NaN, pd.NA
         return np.array([])
-    array = np.asarray(value, dtype=float).ravel()
+    try:
+        array = np.asarray(value, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return np.array([])
     return array[np.isfinite(array) & (array > 0)]
 
 
