@@ -13,8 +13,16 @@ on the builds' medians.
 The results are two ordinary run directories, ``OUT/A`` and ``OUT/B`` (``segbench compare OUT/A
 OUT/B`` gives the same verdicts again), plus ``OUT/verdicts.csv``.
 
-A REF is a directory holding ``segbench/`` (``.``), ``WORKTREE`` (this repository's working tree,
-uncommitted changes included), or a git commit (``HEAD~1``, a tag, a hash, ``refs/heads/NAME``).
+Your own repository: in a repository without segbench (yours), give the file that registers your
+loss, ``segbench ab HEAD~1 HEAD --plugin my_loss.py`` (without ``--loss``, the losses it registers
+are measured). Each side's checkout is then code under test: the plugin is taken from it (its path
+relative to the repository's root), with the checkout's root first on the worker's ``sys.path`` so
+that what the plugin imports from your repository comes from the same commit; the installed
+segbench measures both sides. A ``--plugin package.module`` is imported from each checkout alike.
+
+A REF is a directory holding ``segbench/`` (``.``) or, with ``--plugin``, any directory,
+``WORKTREE`` (this repository's working tree, uncommitted changes included), or a git commit
+(``HEAD~1``, a tag, a hash, ``refs/heads/NAME``).
 A name that is both a directory and a branch (``docs``) is refused unless the directory holds no
 segbench (then the ref is meant, and said so): write ``./docs`` or ``refs/heads/docs``. Measuring a
 commit that is HEAD while the working tree has uncommitted changes warns that they are not measured.
@@ -34,20 +42,22 @@ import argparse
 import collections
 import contextlib
 import math
+import os
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from segbench import compare, environment, stats, tables
+from segbench import plugins as plugin_loader
 from segbench.progress import Progress
 from segbench.results import ResultWriter, atomic_write_text
 from segbench.runner import failure_columns
-from segbench.sweep import Case, Profile, Sweep
+from segbench.sweep import Case, Profile, Sweep, get_profile
 from segbench.timing import Measurement
 from segbench.worker import (
     RunInterruptedError,
@@ -76,6 +86,8 @@ class CodeUnderTest:
     ref: str  # what the user gave
     root: Path
     commit: str | None
+    plugins: tuple[str, ...] = ()  # this side's --plugin files (in its checkout) and modules
+    installed: bool = False  # no segbench in root: the installed segbench measures the side's plugins
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -97,39 +109,85 @@ def _note(text: str) -> None:
     print(tables.wrap(f"segbench ab: {text}"), file=sys.stderr)
 
 
+def _has_segbench(root: Path) -> bool:
+    return (root / "segbench" / "__init__.py").is_file()
+
+
+def _is_path(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or "\\" in spec
+
+
+def side_plugins(plugins: tuple[str, ...], label: str, ref: str, root: Path, top: Path | None) -> tuple[str, ...]:
+    """Each ``--plugin`` as this side has it: a file inside the repository (``top``) is taken from
+    the side's checkout ``root`` at the same relative path; a file outside it, or a module, as given."""
+    found = []
+    for spec in plugins:
+        if not _is_path(spec):
+            found.append(spec)  # a module: imported from the side's checkout, first on sys.path
+            continue
+        path = Path(spec).expanduser().resolve()
+        relative = None
+        if top is not None:
+            with contextlib.suppress(ValueError):
+                relative = path.relative_to(top)
+        if relative is None:
+            if not path.is_file():
+                raise ValueError(f"plugin {spec!r}: file not found")
+            found.append(str(path))  # outside the repository: the same file on both sides
+            continue
+        mine = root / relative
+        if not mine.is_file():
+            raise ValueError(f"{label} ({ref}) has no {relative.as_posix()} (--plugin {spec}): not in that checkout")
+        found.append(str(mine))
+    return tuple(found)
+
+
+def _toplevel(repo: Path) -> Path | None:
+    try:
+        return Path(_git("rev-parse", "--show-toplevel", cwd=repo)).resolve()
+    except ValueError:
+        return None
+
+
 @contextlib.contextmanager
-def checkout(ref: str, label: str, repo: Path, scratch: Path) -> Iterator[CodeUnderTest]:
+def checkout(ref: str, label: str, repo: Path, scratch: Path, plugins: tuple[str, ...] = ()) -> Iterator[CodeUnderTest]:
     """A directory holding ``segbench/`` at ``ref``: the directory itself (``WORKTREE``: the
-    repository's working tree), or a temporary worktree of the commit ``ref`` names."""
+    repository's working tree), or a temporary worktree of the commit ``ref`` names. With
+    ``plugins``, a checkout without segbench is measured with the installed segbench, its plugins
+    taken from it (see :func:`side_plugins`)."""
+    top = _toplevel(repo) if plugins else None
+    where = "segbench/__init__.py" + (" (nor are you in a git repository)" if plugins and top is None else "")
+
+    def code(root: Path, commit: str | None, plugin_top: Path | None) -> CodeUnderTest:
+        mine = side_plugins(plugins, label, ref, root, plugin_top)
+        return CodeUnderTest(label, ref, root, commit, mine, installed=not _has_segbench(root))
+
     if ref == WORKTREE:
-        try:
-            top = Path(_git("rev-parse", "--show-toplevel", cwd=repo))
-        except ValueError:
-            raise ValueError(f"{label}: {WORKTREE} needs a git repository, and {repo} is not in one") from None
+        top = _toplevel(repo)
+        if top is None:
+            raise ValueError(f"{label}: {WORKTREE} needs a git repository, and {repo} is not in one")
         commit, dirty = environment.git_state(top)
-        if not (top / "segbench" / "__init__.py").is_file():
+        if not plugins and not _has_segbench(top):
             raise ValueError(f"{label} ({WORKTREE}): {top} holds no segbench/__init__.py")
         _note(
             f"{label} = the working tree {top} (HEAD {(commit or '?')[:10]}{' + uncommitted changes' if dirty else ''})"
         )
-        yield CodeUnderTest(label, ref, top.resolve(), commit)
+        yield code(top, commit, top)
         return
     path = Path(ref)
     commit = _commit_of(ref, repo) if not ref.startswith(("./", "../", "/")) else ""
     if path.is_dir():
-        is_checkout = (path / "segbench" / "__init__.py").is_file()
+        is_checkout = _has_segbench(path)
         if commit and is_checkout:
             raise ValueError(
                 f"{label}: {ref!r} is both a directory and a git ref ({commit[:10]}): write ./{ref} for the "
                 f"directory, or refs/heads/{ref} (or {commit[:10]}) for the commit"
             )
         if not commit:
-            if not is_checkout:
-                raise ValueError(
-                    f"{label} ({ref}) is a directory without segbench/__init__.py: not a segbench checkout"
-                )
+            if not is_checkout and not plugins:
+                raise ValueError(f"{label} ({ref}) is a directory without {where}: not a segbench checkout")
             dir_commit, _ = environment.git_state(path)
-            yield CodeUnderTest(label, ref, path.resolve(), dir_commit)
+            yield code(path.resolve(), dir_commit, top)
             return
         _note(
             f"{label}: {ref!r} is a directory without segbench and a git ref; measuring the ref "
@@ -141,12 +199,47 @@ def checkout(ref: str, label: str, repo: Path, scratch: Path) -> Iterator[CodeUn
     tree = scratch / label
     _git("worktree", "add", "--detach", "--force", str(tree), commit, cwd=repo)
     try:
-        if not (tree / "segbench" / "sweep.py").is_file():
-            raise ValueError(f"{label} ({ref}) has no segbench package to measure")
-        yield CodeUnderTest(label, ref, tree, commit)
+        if not plugins and not (tree / "segbench" / "sweep.py").is_file():
+            raise ValueError(
+                f"{label} ({ref}) has no segbench package to measure; to measure your own loss in your "
+                "repository, give the file that registers it: --plugin my_loss.py"
+            )
+        yield code(tree, commit, top)
     finally:
         with contextlib.suppress(ValueError):
             _git("worktree", "remove", "--force", str(tree), cwd=repo)
+
+
+def load_quietly(code: CodeUnderTest) -> tuple[str, ...]:
+    """Register a side's plugins in this process (the grid may name their losses), its checkout
+    first on sys.path for what they import; what they print while importing (TensorFlow's
+    start-up lines) is kept from the terminal unless $SEGBENCH_VERBOSE is set. Returns the names
+    of the losses they registered."""
+    from segbench.registry import LOSSES
+    from segbench.worker import VERBOSE_ENV
+
+    before = set(LOSSES)
+
+    sys.path.insert(0, str(code.root))
+    saved = None
+    if os.environ.get(VERBOSE_ENV, "") in ("", "0"):
+        sys.stderr.flush()
+        saved, sink = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(sink, 2)
+        os.close(sink)
+    try:
+        plugin_loader.load_all(code.plugins, export=False)
+    except plugin_loader.PluginError as error:
+        raise plugin_loader.PluginError(f"{code.label} ({code.ref}): {error}") from None
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(code.root))
+    from segbench.registry import LOSSES
+
+    return tuple(name for name in LOSSES if name not in before)
 
 
 def _warn_if_dirty(ref: str, label: str, commit: str, repo: Path) -> None:
@@ -188,11 +281,15 @@ class _ErrorTail:
 class Side(SupervisedWorker):
     """The warm worker of one side (restarted if a cell kills it), and which code it measures."""
 
-    def __init__(self, code: CodeUnderTest):
+    def __init__(self, code: CodeUnderTest, uses_tensorflow: bool = True):
         super().__init__(code.root)
         self.tested, self.label = code, code.label
         self.tail: _ErrorTail | None = None
         self.timeout: float | None = None  # seconds a request for the current cell may take
+        self.uses_tensorflow = uses_tensorflow
+        # this side's plugins (after those of $SEGBENCH_PLUGINS), loaded by its worker from its checkout
+        inherited = [p for p in os.environ.get(plugin_loader.ENV, "").split(os.pathsep) if p]
+        self.env = {plugin_loader.ENV: os.pathsep.join([*inherited, *code.plugins])} if code.plugins else {}
 
     @property
     def name(self) -> str:
@@ -205,7 +302,7 @@ class Side(SupervisedWorker):
         that lacks a formulation the newer one has); a worker that dies says so with the last
         lines of its error output."""
         if self.worker is None or self.worker.process.poll() is not None:
-            self.worker = Worker.start(self.code, stderr=subprocess.PIPE)
+            self.worker = Worker.start(self.code, env=self.env, stderr=subprocess.PIPE)
             self.tail = _ErrorTail(self.worker.process.stderr)
         try:
             return self.worker.request(op, timeout=None if op == "hello" else self.timeout, **fields)
@@ -226,7 +323,9 @@ class Side(SupervisedWorker):
         """The first request: the side's environment. A side whose code does not start is a
         SideBuildError naming it, its ref and the end of its error."""
         try:
-            return self.request("hello", device=device, profile=profile)["meta"]
+            # the installed segbench (this one) knows uses_tensorflow; an old commit's may not
+            extra = {"uses_tensorflow": False} if self.tested.installed and not self.uses_tensorflow else {}
+            return self.request("hello", device=device, profile=profile, **extra)["meta"]
         except WorkerDiedError as died:
             raise SideBuildError(f"{self.name} does not build: {str(died).removeprefix(self.name + ': ')}") from None
         except WorkerError as error:
@@ -268,9 +367,10 @@ def run_ab(
     ref_a: str,
     ref_b: str,
     profile: Profile,
-    sweep: Sweep,
+    sweep: Sweep | Callable[[tuple[str, ...]], Sweep],
     *,
     out: Path,
+    plugins: tuple[str, ...] = (),
     rounds: int = DEFAULT_ROUNDS,
     visits: int = DEFAULT_VISITS,
     threshold: float = stats.DEFAULT_THRESHOLD,
@@ -282,7 +382,10 @@ def run_ab(
     time_limit: float | None = None,
 ) -> Any:
     """Measure every cell of ``sweep`` on both sides in alternation; returns compare_runs' table.
-    ``time_limit``: seconds one request of a cell may take (None: runner.cell_time_limit; 0: none)."""
+    ``time_limit``: seconds one request of a cell may take (None: runner.cell_time_limit; 0: none).
+    ``plugins``: files (paths as the user gave them) or modules registering losses, taken from each
+    side's checkout; ``sweep`` may then be a function of the losses B's plugins registered, called
+    once they are registered here (the grid may name them)."""
     from segbench.runner import cell_time_limit
 
     if not isinstance(rounds, int) or rounds < stats.MIN_SAMPLES:
@@ -291,17 +394,28 @@ def run_ab(
         raise ValueError(f"--visits must be an integer from 1 to --rounds ({rounds}), got {visits!r}")
     if (out / "A").exists() or (out / "B").exists():
         raise ValueError(f"--out {out} already holds an A/B comparison: choose another --out")
-    cases = sweep.cases()
-    if not cases:
+    if not callable(sweep) and not sweep.cases():  # said before anything is checked out
         raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
     repo = repo or Path.cwd()
     round_s = profile.budget.min_run_time / profile.budget.min_rounds
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segbench-ab-")))
         codes = [
-            stack.enter_context(checkout(ref, label, repo, scratch)) for ref, label in ((ref_a, "A"), (ref_b, "B"))
+            stack.enter_context(checkout(ref, label, repo, scratch, tuple(plugins)))
+            for ref, label in ((ref_a, "A"), (ref_b, "B"))
         ]
-        sides = (Side(codes[0]), Side(codes[1]))
+        registered: tuple[str, ...] = ()
+        if plugins:  # the grid's losses as B has them; each worker loads its own side's
+            registered = load_quietly(codes[1])
+        if callable(sweep):
+            sweep = sweep(registered)
+        cases = sweep.cases()
+        if not cases:
+            raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
+        from segbench.registry import MODES
+
+        uses_tensorflow = any(MODES[case.mode].backend == "tensorflow" for case in cases)
+        sides = (Side(codes[0], uses_tensorflow), Side(codes[1], uses_tensorflow))
         writers: dict[str, ResultWriter] = {}
         try:
             with stop_on_signals():
@@ -389,7 +503,17 @@ def _measure_pair(
 def _command(args: argparse.Namespace) -> int:
     from segbench.runner import parse_time_limit, sweep_from_args
 
-    profile, sweep = sweep_from_args(args)
+    plugins = tuple(getattr(args, "plugin", None) or ())
+    if plugins:  # the grid is read once B's plugins are registered (it may name their losses)
+        profile = get_profile(args.profile)
+
+        def sweep(registered: tuple[str, ...]) -> Sweep:
+            """Without --loss, the plugins' own losses (the question is about them)."""
+            if args.loss or not registered:
+                return sweep_from_args(args)[1]
+            return sweep_from_args(argparse.Namespace(**{**vars(args), "loss": ",".join(registered)}))[1]
+    else:
+        profile, sweep = sweep_from_args(args)
     out = Path(args.out) if args.out else DEFAULT_OUT / environment.new_run_id()
     try:
         table = run_ab(
@@ -398,6 +522,7 @@ def _command(args: argparse.Namespace) -> int:
             profile,
             sweep,
             out=out,
+            plugins=plugins,
             rounds=args.rounds,
             visits=args.visits,
             threshold=args.threshold,

@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in TAKES_LOSSES:
             from segbench import plugins
 
-            plugins.load_all(args.plugin)
+            # segbench ab takes --plugin from each side's checkout (segbench.ab), not from here
+            plugins.load_all([] if args.command == "ab" else args.plugin)
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print(f"\n{command}: interrupted", file=sys.stderr)

@@ -185,3 +185,104 @@ def test_a_loss_that_never_returns_is_a_timeout_on_both_sides_and_ab_goes_on(tmp
             f"side B ({tree})" in rows.loc["fused", "error"]
             and "past its time limit of 3 s" in rows.loc["fused", "error"]
         )
+
+
+MY_LIB = """import numpy as np
+
+EPS = 1e-7
+
+
+def per_pixel(y_true, y_pred):
+    out = -(y_true * np.log(np.clip(y_pred, EPS, 1 - EPS))).sum(axis=-1)
+    return out
+"""
+MY_LOSS = """{imports}import segbench
+from mylib import per_pixel
+
+
+def my_numpy(y_true, y_pred):
+    return per_pixel(y_true, y_pred)
+
+
+@segbench.register_loss("my_ce", numpy=my_numpy)
+def my_tf(y_true, y_pred):
+    import tensorflow as tf
+
+    return -tf.reduce_sum(y_true * tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1 - 1e-7)), axis=-1)
+"""
+SLOWER_AT_BATCH_2 = """    for _ in range(3 if y_pred.shape[0] == 2 else 0):  # the change: computed 4 times at batch 2
+        out = out + 0 * -(y_true * np.log(np.clip(y_pred, EPS, 1 - EPS))).sum(axis=-1)
+"""
+
+
+def user_repo(path: Path, imports: str = "") -> Path:
+    """A user's repository, no segbench in it: a plugin my_loss.py that imports mylib.py from the
+    repository; the second commit makes mylib slower at batch 2 only."""
+    path.mkdir()
+    (path / "mylib.py").write_text(MY_LIB)
+    (path / "my_loss.py").write_text(MY_LOSS.format(imports=imports))
+    env = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for command in (["init", "-q"], ["add", "."], [*env, "commit", "-q", "-m", "one"]):
+        subprocess.run(["git", *command], cwd=path, check=True, capture_output=True)
+    (path / "mylib.py").write_text(MY_LIB.replace("    return out\n", SLOWER_AT_BATCH_2 + "    return out\n"))
+    subprocess.run(["git", *env, "commit", "-q", "-am", "two"], cwd=path, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """The test's plugin (and the mylib it imports) registered and imported only for this test."""
+    from segbench import plugins, registry
+
+    monkeypatch.setattr(registry, "LOSSES", dict(registry.LOSSES))
+    monkeypatch.setattr(plugins, "_loaded", {})
+    monkeypatch.delenv(plugins.ENV, raising=False)
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if name == "mylib" or name.startswith("segbench_plugin_my_loss"):
+            del sys.modules[name]
+
+
+def test_ab_in_a_users_repository_measures_each_commits_plugin_with_the_installed_segbench(
+    tmp_path, capsys, monkeypatch, fresh_registry
+):
+    """Issue 18 item 11: "did my change to my loss make it slower?", asked in the user's repository."""
+    repo = user_repo(tmp_path / "mine")
+    monkeypatch.chdir(repo)
+    grid = ["--mode", "numpy", "--batch", "1,2", "--res", "64", "--profile", "quick"]  # no --loss: the plugin's
+    args = ["ab", "HEAD~1", "HEAD", "--plugin", "my_loss.py", *grid, "--rounds", "20", "--visits", "5", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "ab")]) == 1
+    table = pd.read_csv(tmp_path / "ab" / "verdicts.csv").set_index("batch")
+    assert table.loc[2, "verdict"] == "slower" and table.loc[1, "verdict"] != "slower"
+    assert set(table["loss"]) == {"my_ce"}
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True).stdout
+    assert "segbench-ab-" not in worktrees
+    # without --plugin: what to do; a plugin one side lacks: named
+    capsys.readouterr()
+    assert main(["ab", "HEAD~1", "HEAD", "--mode", "numpy", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "A (HEAD~1) has no segbench package to measure" in err and "--plugin my_loss.py" in err
+    (repo / "other.py").write_text("")
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "other.py"], cwd=repo, check=True)
+    assert main(["ab", "HEAD", "WORKTREE", "--plugin", "other.py", *grid, "--out", str(tmp_path / "y")]) == 2
+    assert "A (HEAD) has no other.py (--plugin other.py)" in capsys.readouterr().err
+
+
+def test_ab_error_paths_print_no_tensorflow_start_up_lines(tmp_path):
+    """Its plugin imports TensorFlow at the top: an error after it is loaded is still one line."""
+    repo = user_repo(tmp_path / "mine", imports="import tensorflow  # noqa: F401\n")
+    for grid in (["--loss", "nope"], []):
+        repo_args = ["HEAD~1", "HEAD", "--mode", "numpy", "--out", str(tmp_path / "ab"), *grid]
+        if grid:
+            repo_args += ["--plugin", "my_loss.py"]
+        done = subprocess.run(
+            [sys.executable, "-m", "segbench.cli", "ab", *repo_args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert ("unknown loss 'nope'" if grid else "has no segbench package to measure") in done.stderr

@@ -1,3 +1,6 @@
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -37,6 +40,13 @@ def synthetic_run() -> pd.DataFrame:
                             "roofline_fraction": 1e-8 / per_pixel,
                         }
                     )
+    for row in rows:  # raw per-call times around the median, and three visits
+        median = row["median_s"]
+        row["raw_times_s"] = json.dumps([median * f for f in (0.9, 0.95, 1.0, 1.05, 1.1)])
+        row["visit_medians_s"] = json.dumps([median * f for f in (0.98, 1.0, 1.02)])
+        row["bytes_moved"] = 4 * 2 * row["batch"] * row["height"] * row["width"] * row["classes"]
+        row["gb_per_s"] = row["bytes_moved"] / median / 1e9
+        row["ceiling_gb_per_s"] = 20.0
     return results.conform(pd.DataFrame(rows))
 
 
@@ -129,3 +139,105 @@ def test_report_of_two_machines_needs_across_machines_and_says_what_differs(tmp_
     assert main(["report", str(xeon), str(epyc), "--out", str(tmp_path / "r"), "--across-machines"]) == 0
     page = (tmp_path / "r" / "index.html").read_text()
     assert "ACROSS MACHINES" in page and "CPU model" in page
+
+
+def _figure_of(monkeypatch, draw, *args):
+    from segbench import report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or path)
+    draw(*args)
+    (fig,) = figures
+    return fig, [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+
+
+def _intervals(ax):
+    """(x, low, high, y) of every error bar drawn in ``ax``."""
+    out = []
+    for container in ax.containers:
+        if type(container).__name__ != "ErrorbarContainer":
+            continue
+        line, _, (bars,) = container.lines
+        for x, y, segment in zip(line.get_xdata(), line.get_ydata(), bars.get_segments(), strict=True):
+            out.append((x, segment[0][0], segment[1][0], y))
+    return out
+
+
+def test_time_error_bars_are_the_quartiles_of_the_raw_times_on_a_log_axis(monkeypatch, tmp_path):
+    """Issue 18 item 9: a skewed cell (one call 50 times slower) drew median +- IQR/2, clipped, and
+    stretched its axis down to 0.005 ms; the bar must be [q1, q3] of the per-call times."""
+    from segbench import report
+
+    frame = synthetic_run()
+    skewed = [1e-3, 1.01e-3, 1.02e-3, 1.03e-3, 5e-2, 5e-2]
+    frame.loc[0, ["median_s", "iqr_s", "raw_times_s"]] = [np.median(skewed), 0.0245, json.dumps(skewed)]
+    _, panels = _figure_of(monkeypatch, report.time_per_shape, frame, tmp_path / "t.png", "forward")
+    assert len(panels) == 4
+    for ax in panels:
+        assert ax.get_xscale() == "log"
+        assert not ax.patches  # dots and intervals, no bars
+    ok = frame[(frame["pass"] == "forward") & (frame["status"] == "ok")]
+    expected = sorted(tuple(np.percentile(json.loads(r), [50, 25, 75]) * 1e3) for r in ok["raw_times_s"])
+    drawn = sorted((x, low, high) for ax in panels for x, low, high, _ in _intervals(ax))
+    np.testing.assert_allclose(drawn, expected, rtol=1e-9)
+    first = frame.iloc[0]
+    q1, q3 = np.percentile(skewed, [25, 75]) * 1e3
+    assert any(np.isclose(low, q1) and np.isclose(high, q3) for ax in panels for _, low, high, _ in _intervals(ax))
+    assert first["pass"] == "forward" and q1 > 0.5 * first["median_s"] * 1e3  # no interval reaches toward zero
+
+
+def test_a_cell_a_mode_cannot_run_says_why(monkeypatch, tmp_path):
+    from segbench import report
+
+    frame = synthetic_run()
+    blocked = frame[frame["mode"].isin(["function", "xla"])].assign(formulation="blocked")
+    failed = frame.iloc[[0]].assign(formulation="fused", status="error", error="ValueError: broken on purpose")
+    fused = frame[(frame["mode"] != "numpy")].assign(formulation="fused")
+    frame = results.conform(pd.concat([frame, blocked, fused, failed], ignore_index=True))
+    _, panels = _figure_of(monkeypatch, report.time_per_shape, frame, tmp_path / "t.png", "forward")
+    texts = [t.get_text() for t in panels[0].texts]
+    assert "numpy: blocked: function and xla modes only" in texts
+    assert "eager: blocked: function and xla modes only" in texts
+    assert "numpy: error: ValueError: broken on purpose" in texts  # the row's status and error
+    others = [t.get_text() for ax in panels[1:] for t in ax.texts]  # it failed at batch 1, 32x32 only
+    assert "numpy: not in the results" in others and not any("broken" in text for text in others)
+    _, panels = _figure_of(monkeypatch, report.xla_speedup, frame, tmp_path / "s.png")
+    assert "forward: no eager: blocked: function and xla modes only" in [t.get_text() for t in panels[0].texts]
+    monkeypatch.undo()
+    page = write_report(frame, tmp_path / "r").read_text()
+    assert "cells that did not run (1)" in page and "ValueError: broken on purpose" in page
+
+
+def test_speedups_on_one_shared_log_axis_with_intervals(monkeypatch, tmp_path):
+    from segbench import report, stats
+
+    frame = synthetic_run()
+    _, panels = _figure_of(monkeypatch, report.xla_speedup, frame, tmp_path / "s.png")
+    assert len(panels) == 4 and all(ax.get_xscale() == "log" for ax in panels)
+    assert all(ax.get_shared_x_axes().joined(panels[0], ax) for ax in panels)
+    drawn = sorted(round(x, 9) for ax in panels for x, *_ in _intervals(ax))
+    assert len(drawn) == 8 and all(low < x < high for ax in panels for x, low, high, _ in _intervals(ax))
+    cell = frame[(frame["batch"] == 1) & (frame["height"] == 32) & (frame["pass"] == "forward")].set_index("mode")
+    verdict = stats.decide(
+        json.loads(cell.at["xla", "raw_times_s"]), json.loads(cell.at["eager", "raw_times_s"]),
+        old_visits=json.loads(cell.at["xla", "visit_medians_s"]),
+        new_visits=json.loads(cell.at["eager", "visit_medians_s"]),
+    )  # fmt: skip
+    assert any(
+        np.isclose(x, verdict.ratio) and np.isclose(low, verdict.low) and np.isclose(high, verdict.high)
+        for x, low, high, _ in _intervals(panels[0])
+    )
+
+
+def test_roofline_is_bandwidth_against_bytes_with_the_ceiling_drawn(monkeypatch, tmp_path):
+    from segbench import report
+
+    fig, panels = _figure_of(monkeypatch, report.roofline, synthetic_run(), tmp_path / "r.png")
+    assert [ax.get_title() for ax in panels] == ["forward", "forward+backward"]
+    for ax in panels:
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        assert "bytes moved" in ax.get_xlabel() and "GB/s" in ax.get_ylabel()
+        (ceiling,) = [line for line in ax.lines if line.get_color() == "k"]
+        assert list(ceiling.get_ydata()) == [20.0] * 4  # the ceiling of each of the 4 shapes
+        assert sum(len(c.get_offsets()) for c in ax.collections) == 16  # every cell of the pass
+    assert "roofline" in fig._suptitle.get_text() and "measured read ceiling" in fig._suptitle.get_text()
