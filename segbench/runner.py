@@ -577,6 +577,8 @@ def plan_differences(
 def check_resumable(out_dir: Path, profile: Profile, sweep: Sweep, shard: tuple[int, int] | None) -> None:
     """Refuse to resume ``out_dir`` with another profile, sweep or shard than it was started with."""
     plan = recorded_plan(out_dir)
+    if plan.sweep is None:  # a run of segbench < 0.2 records no plan: nothing to contradict
+        return
     differences = plan_differences(plan, profile, sweep, shard)
     if plan.shard is not None and shard is None:
         differences.append(f"no shard (the run's: {plan.shard[0]}/{plan.shard[1]})")
