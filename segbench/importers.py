@@ -190,9 +190,16 @@ def from_pytest_benchmark(path: str | os.PathLike[str]) -> pd.DataFrame:
             stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
             case = extra.get("case", {})
             raw = stats.get("data")
+            # what tests/conftest.py keeps out of machine_info, per benchmark: load, versions, run id
+            per_benchmark = {
+                k: v
+                for k, v in (extra.get("segbench") or {}).items()
+                if k in SCHEMA and k not in ("schema_version", "source", "run_id") and v is not None
+            }
             rows.append(
                 {
                     **run,
+                    **per_benchmark,
                     **_key_from_params(case.keys(), case.values()),
                     **{k: extra[k] for k in EXTRA_INFO_COLUMNS if extra.get(k) is not None},
                     "benchmark": bench.get("fullname") or bench.get("name"),
