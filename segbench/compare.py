@@ -24,6 +24,7 @@ come from different machines or software versions, so no verdict was given (see 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -650,7 +651,7 @@ def _run_context(frame: pd.DataFrame) -> dict:
             continue
         visits.append(len(medians) if medians else 1)
         spreads.append(float(np.std(np.log(values), ddof=1)))
-    dirty = frame["git_dirty"].dropna().astype(str).str.lower().isin(["true", "1"]).any() if "git_dirty" in frame else False
+    dirty = "git_dirty" in frame and frame["git_dirty"].dropna().astype(str).str.lower().isin(["true", "1"]).any()
     return {
         "commit": only("git_commit"),
         "dirty": bool(dirty),
@@ -847,7 +848,7 @@ def _grid_boxes(cells: pd.DataFrame) -> list[dict[str, list]]:
     merged = True
     while merged:
         merged = False
-        for i, j in ((i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))):
+        for i, j in itertools.combinations(range(len(boxes)), 2):
             differ = [d for d in dims if boxes[i][d] != boxes[j][d]]
             if len(differ) <= 1:
                 if differ:
@@ -915,18 +916,15 @@ def next_commands(table: pd.DataFrame, cells: pd.DataFrame, max_commands: int = 
         boxes = [{d: sorted({v for box in boxes for v in box[d]}) for d in boxes[0]}]
     commands, selected = [], 0
     for box in boxes:
-        options = [
-            f"{OPTION[d]} {_option_value(d, values)}" for d, values in box.items() if set(values) != grid.get(d)
-        ]
+        options = [f"{OPTION[d]} {_option_value(d, values)}" for d, values in box.items() if set(values) != grid.get(d)]
         selected += sum(_in_box(row, box) for _, row in table.iterrows())
         commands.append(" ".join([*base, *options]))
     return [(command, selected) for command in commands]
 
 
 def _in_box(row: pd.Series, box: dict[str, list]) -> bool:
-    return all(
-        ((int(row["height"]), int(row["width"])) if d == "resolution" else row[d]) in values for d, values in box.items()
-    )
+    cell = {**row.to_dict(), "resolution": (int(row["height"]), int(row["width"]))}
+    return all(cell[d] in values for d, values in box.items())
 
 
 def _spread_text(runs: dict) -> str | None:
@@ -989,7 +987,7 @@ def inconclusive_advice(table: pd.DataFrame, threshold: float, width: int | None
 
 
 def _wrap_command(command: str, width: int | None = None) -> str:
-    """A command in lines of ``width`` columns that a shell still reads as one (`` \`` at the ends)."""
+    """A command in lines of ``width`` columns that a shell still reads as one (a backslash ends each)."""
     width = width or tables.terminal_width()
     words, lines, line = command.split(" "), [], "  "
     # keep an option with its value

@@ -23,6 +23,8 @@ def terminal_width() -> int:
     where there is no terminal; never under :data:`MIN_WIDTH`."""
     columns = shutil.get_terminal_size((WIDTH, 24)).columns
     return columns if columns >= MIN_WIDTH else WIDTH
+
+
 FORMATS = ("terminal", "markdown", "csv")
 
 
