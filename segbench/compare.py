@@ -933,7 +933,8 @@ def _spread_text(runs: dict) -> str | None:
         return None
     visits = [side["visits"] for side in runs.values() if side.get("visits")]
     unit = f"{min(visits)} visits a side" if visits and min(visits) > 1 else "samples"
-    return f"a cell's {unit} spread by a median {100 * (math.exp(float(np.median(spreads))) - 1):.0f} % (one sd)"
+    spread = 100 * (math.exp(float(np.median(spreads))) - 1)
+    return f"a cell's {unit} spread by a median {spread:.{0 if spread >= 1 else 1}f} % (one sd)"
 
 
 def inconclusive_advice(table: pd.DataFrame, threshold: float, width: int | None = None) -> list[str]:
@@ -976,10 +977,11 @@ def inconclusive_advice(table: pd.DataFrame, threshold: float, width: int | None
         parts.append("separate runs are weaker than segbench ab (both sides interleaved)")
     lines = [tables.wrap("; ".join(parts) + ".", width, indent="  ")]
     commands = next_commands(table, inconclusive)
-    lines.append(f"next, {len(inconclusive)} cells measured again, interleaved:" if commands else "")
+    cells = f"{len(inconclusive)} cell{'s' if len(inconclusive) > 1 else ''}"
+    lines.append(f"next, {cells} measured again, interleaved:" if commands else "")
     for command, count in commands:
-        if len(commands) > 1 or count != len(inconclusive):
-            lines[-1] = f"next, {len(inconclusive)} cells measured again, interleaved (the grid selects {count}):"
+        if count != len(inconclusive):
+            lines[-1] = f"next, {cells} measured again, interleaved (the grid selects {count}):"
         lines.append(_wrap_command(command, width))
     if any(side.get("dirty") for side in runs.values()):
         lines.append(tables.wrap("(a run had uncommitted changes: give WORKTREE or a directory for its side)", width))
@@ -1117,30 +1119,32 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from segbench import results
+    from segbench import importers
 
-    if len(args.results) == 1:
-        frame = results.load(args.results[0])
+    several = len(args.results) == 1 and len(importers.runs_in(args.results[0])) > 1
+    if len(args.results) == 1 and not several:
+        frame = importers.runs_in(args.results[0])[0][1]
         check_duplicates(frame, args.results[0])
         header = _one_run_header(frame, args.results[0], args.across_machines)
         if header:  # in CSV, on stderr, so that the table stays a table
             print("\n".join(header), file=sys.stderr if args.format == "csv" else sys.stdout)
-    if len(args.results) == 1 and args.formulations:
+    if len(args.results) == 1 and args.formulations and not several:
         for pass_ in ("forward", "forward+backward"):
             table = formulation_table(frame, pass_)
             if len(table):
                 print(_heading(f"{pass_}, {table.attrs['shape']}: formulations side by side", args.format))
                 print(render(table, args.format, _selected(table, args.columns)))
         return 0
-    if len(args.results) == 1:
+    if len(args.results) == 1 and not several:
         print(summary(frame, fmt=args.format, columns=args.columns))
         return 0
-    if len(args.results) != 2:
+    if len(args.results) > 2:
         raise ValueError(f"compare takes RESULTS or OLD NEW, got {len(args.results)} paths")
-    old, new = (results.load(path) for path in args.results)
-    print(f"OLD = {args.results[0]}, NEW = {args.results[1]}", file=sys.stderr)
+    # segbench runs, pytest-benchmark JSON or its .benchmarks folder, asv's results directory
+    (old_name, old), (new_name, new) = importers.pick_runs(args.results)
+    print(f"OLD = {old_name}, NEW = {new_name}", file=sys.stderr)
     table = compare_runs(old, new, args.threshold, args.alpha, across_machines=args.across_machines)
-    for path, frame in zip(args.results, (old, new), strict=True):
+    for path, frame in zip((old_name, new_name), (old, new), strict=True):
         note = partial_note(frame)
         if note:
             print(f"{path}: {note}", file=sys.stderr)
@@ -1213,7 +1217,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("results", nargs="+", help="run directory, .parquet, .csv or .jsonl (one, or OLD NEW)")
+    parser.add_argument(
+        "results",
+        nargs="+",
+        help="run directory, .parquet, .csv or .jsonl (one, or OLD NEW); also pytest-benchmark's JSON or its "
+        ".benchmarks folder and asv's results directory (a folder of several runs alone: its last two; PATH@ID "
+        "picks the run whose name holds ID)",
+    )
     add_output_options(parser)
     add_verdict_options(parser)
     parser.add_argument(
