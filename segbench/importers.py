@@ -259,7 +259,8 @@ def runs_in(path: str | os.PathLike[str]) -> list[tuple[str, pd.DataFrame]]:
         runs = [(run, part) for run, part in frame.groupby("run_id", sort=False)]
         runs.sort(key=lambda item: str(item[1]["started_at"].dropna().min()))
         return [
-            (f"{path} (asv, commit {run.split('-')[1]}, {part['git_commit'].iloc[0][:10]})", part) for run, part in runs
+            (f"{path} (asv, commit {part['git_commit'].iloc[0][:10]}, {run.split('-', 2)[-1]})", part)
+            for run, part in runs
         ]
     if path.is_dir() and not any((path / name).exists() for name in (results.RUN_META, results.JOURNAL)):
         files = [f for f in sorted(path.rglob("*.json")) if is_pytest_benchmark_json(f)]
