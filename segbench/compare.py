@@ -5,10 +5,15 @@ over eager and over numpy, the best mode and its fraction of the memory-read cei
 times and the break-even number of calls after which a compiled mode has paid for compiling.
 
 Two runs (OLD NEW): each cell present in both gets a verdict from its raw samples: slower, faster,
-no change or inconclusive (a statistical test *and* the threshold; see segbench.stats), with the
-ratio NEW/OLD and its interval; a change must also exceed the noise floor of the comparison
-(three robust standard deviations of the log-ratios of its mode's cells); for two commits measured
-in alternation on one machine, see ``segbench ab``.
+no change (its interval inside the threshold band) or inconclusive (a statistical test *and* the
+threshold; see segbench.stats), with the change NEW/OLD - 1 in percent and its interval; a change
+must also exceed the noise floor of the comparison (three robust standard deviations of the
+log-ratios of its mode's cells); for two commits measured in alternation on one machine, see
+``segbench ab``. The counts come first, then the slower cells, the faster, the inconclusive; the
+cells with no change are counted (``--all`` lists them; ``--format csv`` or ``markdown`` list every
+cell). When more than 5 % are inconclusive, why, and the ``segbench ab`` command for just those.
+OLD and NEW may also be pytest-benchmark's JSON or its ``.benchmarks`` folder, or asv's results
+directory (one such folder alone: its last two runs; ``PATH@ID`` picks the run whose name holds ID).
 
 Before any verdict the two runs' machine identities are compared (segbench.environment.IDENTITY:
 CPU model and code-generation flags, logical CPUs, threads, BLAS, oneDNN, TensorFlow, numpy and
@@ -983,6 +988,12 @@ def inconclusive_advice(table: pd.DataFrame, threshold: float, width: int | None
         if count != len(inconclusive):
             lines[-1] = f"next, {cells} measured again, interleaved (the grid selects {count}):"
         lines.append(_wrap_command(command, width))
+    missing = [
+        name for name, side in (("OLD", runs.get("old", {})), ("NEW", runs.get("new", {}))) if not side.get("commit")
+    ]
+    if commands and missing:
+        note = f"({' and '.join(missing)} recorded no commit: give the ref or directory that was measured)"
+        lines.append(tables.wrap(note, width))
     if any(side.get("dirty") for side in runs.values()):
         lines.append(tables.wrap("(a run had uncommitted changes: give WORKTREE or a directory for its side)", width))
     return [line for line in lines if line]
