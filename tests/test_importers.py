@@ -296,8 +296,13 @@ def test_the_pytest_plugin_fails_a_session_only_when_segbench_says_slower(tmp_pa
     (tmp_path / "conftest.py").write_text("")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
+    from importlib.metadata import entry_points
+
+    installed = any(ep.value == "segbench.pytest_plugin" for ep in entry_points(group="pytest11"))
+    load = [] if installed else ["-p", "segbench.pytest_plugin"]  # the pytest11 entry point, once installed
+
     def pytest_run(*args):
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "segbench.pytest_plugin",
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *load,
                    "--benchmark-only", "--benchmark-save-data", *args, "test_gated.py"]  # fmt: skip
         return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
