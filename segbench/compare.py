@@ -1097,7 +1097,7 @@ def _terminal_verdicts(
         if len(left):
             hidden = ", ".join(
                 f"{int(left[v])} {'more ' if v != stats.NO_CHANGE and len(rows) else ''}"
-                f"{'cells with no change' if v == stats.NO_CHANGE else v}"
+                f"{('cell' if left[v] == 1 else 'cells') + ' with no change' if v == stats.NO_CHANGE else v}"
                 for v in DISPLAY_ORDER
                 if left.get(v, 0)
             )
