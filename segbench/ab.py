@@ -545,7 +545,7 @@ def _command(args: argparse.Namespace) -> int:
         raise ValueError(
             f"no cell ran on both sides ({len(failed)} did not run; results in {out}), e.g. {failed['error'].iloc[0]}"
         )
-    status = compare.print_verdicts(table, args.format, args.threshold, args.alpha, args.columns)
+    status = compare.print_verdicts(table, args.format, args.threshold, args.alpha, args.columns, show_all=args.all)
     if len(failed):  # not compared: say so, with the first reason (its side named in the error)
         print(
             tables.wrap(f"{len(failed)} cell(s) did not run and were not compared, e.g. {failed['error'].iloc[0]}"),

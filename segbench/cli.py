@@ -25,6 +25,8 @@ if os.path.basename(sys.argv[0]) == "segbench" and signal.getsignal(signal.SIGIN
 import argparse  # noqa: E402  (after the handler: these imports are the start-up it covers)
 import contextlib  # noqa: E402
 import importlib  # noqa: E402
+import re  # noqa: E402
+import textwrap  # noqa: E402
 
 # TensorFlow's C++ logging above errors; its start-up lines, printed before logging is set up,
 # are kept from the terminal by segbench.worker.import_tensorflow_quietly (SEGBENCH_VERBOSE=1
@@ -42,8 +44,65 @@ COMMAND_MODULES = (
 )
 
 
+_MARKUP = re.compile(r"``(.+?)``|:(?:func|data|class|meth|mod|attr):`~?(.+?)`", re.DOTALL)
+_ITEM = re.compile(r"^\s*(?:[-*]|\d+\.)\s+")
+
+
+def plain(text: str) -> str:
+    """Help text without reStructuredText markup: ``code`` and :func:`name` become code and name."""
+    return _MARKUP.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help at the terminal's width (segbench.tables.terminal_width: 100 without a terminal), without
+    reStructuredText markup: the modules' docstrings, written for the source, are re-wrapped by
+    paragraph; list items keep their marker, indented blocks stay as written."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 30, width: int | None = None):
+        from segbench import tables
+
+        super().__init__(prog, indent_increment, max_help_position, width or tables.terminal_width() - 2)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = re.split(r"\n\s*\n", plain(text).strip("\n"))
+        return "\n\n".join(self._fill_paragraph(p, width, indent) for p in paragraphs) + "\n"
+
+    @staticmethod
+    def _fill_paragraph(paragraph: str, width: int, indent: str) -> str:
+        lines = paragraph.splitlines()
+        if all(line.startswith(("    ", "\t")) for line in lines):  # a block (a command): as written
+            return "\n".join(indent + line for line in lines)
+        items: list[list[str]] = []
+        for line in lines:
+            if _ITEM.match(line) or not items:
+                items.append([line.strip()])
+            else:
+                items[-1].append(line.strip())
+        filled = []
+        for item in items:
+            text = " ".join(item)
+            marker = _ITEM.match(text)
+            hanging = " " * len(marker.group(0)) if marker else ""
+            filled.append(
+                textwrap.fill(
+                    text,
+                    width,
+                    initial_indent=indent,
+                    subsequent_indent=indent + hanging,
+                    break_on_hyphens=False,
+                    break_long_words=False,
+                )
+            )
+        return "\n".join(filled)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return super(argparse.RawDescriptionHelpFormatter, self)._split_lines(plain(text), width)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segbench", description="Benchmarks of segmentation loss functions.")
+    parser = argparse.ArgumentParser(
+        prog="segbench", description="Benchmarks of segmentation loss functions.", formatter_class=HelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         try:
@@ -54,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(commands)
     for name, subparser in commands.choices.items():
+        subparser.formatter_class = HelpFormatter  # whatever the command's module asked for
         if name in TAKES_LOSSES:
             subparser.add_argument(
                 "--plugin",

@@ -5,10 +5,15 @@ over eager and over numpy, the best mode and its fraction of the memory-read cei
 times and the break-even number of calls after which a compiled mode has paid for compiling.
 
 Two runs (OLD NEW): each cell present in both gets a verdict from its raw samples: slower, faster,
-no change or inconclusive (a statistical test *and* the threshold; see segbench.stats), with the
-ratio NEW/OLD and its interval; a change must also exceed the noise floor of the comparison
-(three robust standard deviations of the log-ratios of its mode's cells); for two commits measured
-in alternation on one machine, see ``segbench ab``.
+no change (its interval inside the threshold band) or inconclusive (a statistical test *and* the
+threshold; see segbench.stats), with the change NEW/OLD - 1 in percent and its interval; a change
+must also exceed the noise floor of the comparison (three robust standard deviations of the
+log-ratios of its mode's cells); for two commits measured in alternation on one machine, see
+``segbench ab``. The counts come first, then the slower cells, the faster, the inconclusive; the
+cells with no change are counted (``--all`` lists them; ``--format csv`` or ``markdown`` list every
+cell). When more than 5 % are inconclusive, why, and the ``segbench ab`` command for just those.
+OLD and NEW may also be pytest-benchmark's JSON or its ``.benchmarks`` folder, or asv's results
+directory (one such folder alone: its last two runs; ``PATH@ID`` picks the run whose name holds ID).
 
 Before any verdict the two runs' machine identities are compared (segbench.environment.IDENTITY:
 CPU model and code-generation flags, logical CPUs, threads, BLAS, oneDNN, TensorFlow, numpy and
@@ -24,6 +29,7 @@ come from different machines or software versions, so no verdict was given (see 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -291,9 +297,9 @@ def _for_people(table: pd.DataFrame, fmt: str) -> pd.DataFrame:
     return table
 
 
-def render(table: pd.DataFrame, fmt: str, columns: Sequence[str] | None = None) -> str:
+def render(table: pd.DataFrame, fmt: str, columns: Sequence[str] | None = None, width: int | None = None) -> str:
     """A table of segbench compare, in the one style of segbench's commands (segbench.tables)."""
-    return tables.render(_for_people(table, fmt), fmt, columns=columns, drop_first=DROP_FIRST)
+    return tables.render(_for_people(table, fmt), fmt, columns=columns, drop_first=DROP_FIRST, width=width)
 
 
 def _selected(table: pd.DataFrame, columns: Sequence[str] | None) -> Sequence[str] | None:
@@ -583,9 +589,84 @@ def compare_runs(
         )
     table = pd.DataFrame(records, columns=[*KEY_COLUMNS, *VERDICT_COLUMNS])
     table = _hold_to_the_noise_floor(table)
+    table["reason"] = _reasons(table, threshold)
+    table = table.drop(columns="held_by_floor")
     table = table.sort_values("ratio", ascending=False).reset_index(drop=True)
     table.attrs["machines"] = header + ([unknown] if unknown else [])
+    table.attrs["runs"] = {side: _run_context(frame) for side, frame in zip(("old", "new"), (old, new), strict=True)}
     return table
+
+
+UNDER_THE_FLOOR = "within the noise floor"
+BEYOND_THE_BAND = "interval reaches beyond the band"
+NOT_RESOLVED = "change not resolved by the test"
+NO_INTERVAL = "too few samples for an interval"
+
+
+def _reasons(table: pd.DataFrame, threshold: float) -> list[str]:
+    """Why each inconclusive cell is inconclusive ("" for the others)."""
+    reasons = []
+    for _, row in table.iterrows():
+        if row["verdict"] != stats.INCONCLUSIVE:
+            reasons.append("")
+        elif pd.isna(row["ratio_low"]):
+            reasons.append(NO_INTERVAL)
+        elif stats.within_band(row["ratio"], row["ratio"], threshold):
+            reasons.append(BEYOND_THE_BAND)
+        elif row.get("held_by_floor", False):
+            reasons.append(UNDER_THE_FLOOR)
+        else:
+            reasons.append(NOT_RESOLVED)
+    return reasons
+
+
+def _first_load(value: object) -> float | None:
+    """The 1-minute load average of a load_avg_* value ("5.1 4.8 3.2"), or None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    try:
+        return float(str(value).split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _run_context(frame: pd.DataFrame) -> dict:
+    """What the advice on inconclusive cells needs of one run: its commit, profile, source, load
+    and CPUs, and how much a cell's visits (or samples) spread within it."""
+
+    def only(column: str) -> object:
+        values = frame[column].dropna().astype(str).unique() if column in frame else []
+        return values[0] if len(values) == 1 else None
+
+    loads = [
+        load
+        for column in ("load_avg_start", "load_avg_end")
+        if column in frame
+        for load in map(_first_load, frame[column])
+        if load is not None
+    ]
+    spreads, visits = [], []
+    for _, row in _ok(frame).iterrows() if len(frame) else []:
+        medians = _visit_medians(row)
+        values = medians if medians and len(medians) >= 2 else None
+        if values is None:
+            raw = _samples(row)
+            values = raw if len(raw) >= 2 else None
+        if values is None:
+            continue
+        visits.append(len(medians) if medians else 1)
+        spreads.append(float(np.std(np.log(values), ddof=1)))
+    dirty = "git_dirty" in frame and frame["git_dirty"].dropna().astype(str).str.lower().isin(["true", "1"]).any()
+    return {
+        "commit": only("git_commit"),
+        "dirty": bool(dirty),
+        "profile": only("profile"),
+        "source": only("source"),
+        "cpus": only("cpu_count"),
+        "load": (min(loads), max(loads)) if loads else None,
+        "spread": float(np.median(spreads)) if spreads else None,
+        "visits": int(np.median(visits)) if visits else None,
+    }
 
 
 NOISE_FLOOR_SIGMAS = 3.0
@@ -613,6 +694,7 @@ def _hold_to_the_noise_floor(table: pd.DataFrame) -> pd.DataFrame:
     within = log_ratio.abs() < NOISE_FLOOR_SIGMAS * spread
     flagged = table["verdict"].isin([stats.SLOWER, stats.FASTER])
     table.loc[flagged & within, "verdict"] = stats.INCONCLUSIVE
+    table["held_by_floor"] = flagged & within
     return table
 
 
@@ -637,38 +719,81 @@ def short_cell_label(row: pd.Series | dict) -> str:
     )
 
 
-def verdict_table(table: pd.DataFrame, fmt: str = "csv") -> pd.DataFrame:
-    """compare_runs' table as people read it: one label per cell, times in ms, the ratio's interval.
-    In a terminal the label is short, and the classes and dtype, if one value, go to the heading."""
+def percent(ratio: float) -> str:
+    """A ratio NEW/OLD as the change a person reads at once: 1.14 -> +14 %, 0.88 -> -12 %."""
+    if ratio is None or pd.isna(ratio):
+        return "-"
+    change = 100 * (ratio - 1)
+    return f"{change:+.1f} %" if abs(change) < 1 else f"{change:+.0f} %"
+
+
+def change_text(ratio: float, low: float, high: float) -> str:
+    """The change and its interval: +14 % (11-16 %), -12 % (-15 to -9 %), +9 % (-21 to +51 %)."""
+    if pd.isna(low) or pd.isna(high):
+        return f"{percent(ratio)} (no interval)"
+    lo, hi = percent(low).removesuffix(" %"), percent(high).removesuffix(" %")
+    if low >= 1:
+        return f"{percent(ratio)} ({lo.lstrip('+')}-{hi.lstrip('+')} %)"
+    return f"{percent(ratio)} ({lo} to {hi} %)"
+
+
+def compact_cell_label(row: pd.Series | dict) -> str:
+    """A cell's name for a narrow terminal: missing_annotation_ce/ref/fn/f+b b1 64x64."""
+    return (
+        f"{tables.short_loss(row['loss'])}/{row['formulation'][:3]}/{SHORT_MODE.get(row['mode'], row['mode'])}/"
+        f"{tables.SHORT_PASS[row['pass']]} " + tables.shape_label(row["batch"], row["height"], row["width"])
+    )
+
+
+SHORT_MODE = {"function": "fn"}
+CHANGE = f"change ({stats.CONFIDENCE:.0%} CI)"
+
+
+def verdict_table(table: pd.DataFrame, fmt: str = "csv", width: int | None = None) -> pd.DataFrame:
+    """compare_runs' table as people read it: one label per cell, the change in percent with its
+    interval, times. In a terminal the label is short (shorter still where the terminal is
+    narrow), and the classes and dtype, if one value, go to the heading."""
     interval = [
         "n/a" if math.isnan(lo) else f"{lo:.3f}-{hi:.3f}"
         for lo, hi in zip(table["ratio_low"], table["ratio_high"], strict=True)
+    ]
+    change = [
+        change_text(r, lo, hi)
+        for r, lo, hi in zip(table["ratio"], table["ratio_low"], table["ratio_high"], strict=True)
     ]
     if fmt != "terminal":
         return pd.DataFrame(
             {
                 "cell": [cell_label(row) for _, row in table.iterrows()],
+                "verdict": table["verdict"],
+                "change": change,
                 "old ms": table["median_s_old"] * 1e3,
                 "new ms": table["median_s_new"] * 1e3,
                 "new/old": table["ratio"],
                 f"{stats.CONFIDENCE:.0%} interval": interval,
                 "p": table["p_value"],
                 "n": table["samples"],
-                "verdict": table["verdict"],
+                **({"why inconclusive": table["reason"]} if "reason" in table else {}),
                 **_differs(table),
             }
         )
-    # In a terminal the verdict comes second, so that a narrow table keeps it (n, p, then the
-    # times are what goes first when the cell names are long).
+    # In a terminal the verdict and the change come first, so that a narrow table keeps them
+    # (n, p, then the times are what goes first when the cell names are long).
+    width = width or tables.terminal_width()
+    labels = [short_cell_label(row) for _, row in table.iterrows()]
+    essential = max(map(len, labels), default=0) + len("inconclusive") + max(map(len, change), default=0) + 4
+    if essential > width:
+        labels = [compact_cell_label(row) for _, row in table.iterrows()]
     return pd.DataFrame(
         {
-            "cell": [short_cell_label(row) for _, row in table.iterrows()],
+            "cell": labels,
             "verdict": table["verdict"],
             **_differs(table),
-            "new/old": table["ratio"],
-            f"{stats.CONFIDENCE:.0%} interval": interval,
-            "old": [human_time(v) for v in table["median_s_old"]],
-            "new": [human_time(v) for v in table["median_s_new"]],
+            CHANGE: change,
+            "old -> new": [
+                f"{human_time(a)} -> {human_time(b)}"
+                for a, b in zip(table["median_s_old"], table["median_s_new"], strict=True)
+            ],
             "p": table["p_value"],
             "n": table["samples"],
         }
@@ -687,25 +812,308 @@ def verdict_counts(table: pd.DataFrame) -> str:
     return ", ".join(f"{int(counts.get(v, 0))} {v}" for v in stats.VERDICTS)
 
 
+def by_verdict(table: pd.DataFrame) -> pd.DataFrame:
+    """The cells in the order people read them: slower (largest first), faster (largest first),
+    inconclusive (largest change first), then no change."""
+    order = {stats.SLOWER: 0, stats.FASTER: 1, stats.INCONCLUSIVE: 2, stats.NO_CHANGE: 3}
+    size = np.log(table["ratio"].astype(float)).abs()
+    ranked = table.assign(_group=table["verdict"].map(order).fillna(4), _size=-size)
+    ranked = ranked.sort_values(["_group", "_size"], kind="stable").drop(columns=["_group", "_size"])
+    ranked.attrs = table.attrs
+    return ranked.reset_index(drop=True)
+
+
+INCONCLUSIVE_ADVICE_SHARE = 0.05
+"""Above this share of inconclusive cells, the output says why and what to run next."""
+LINES_WITHOUT_SLOWER = 14
+"""The terminal output of a comparison with no slower cell fits 15 lines with the OLD/NEW line."""
+MIN_ROWS = 3
+
+
+DISPLAY_ORDER = (stats.SLOWER, stats.FASTER, stats.INCONCLUSIVE, stats.NO_CHANGE)
+
+
+def verdict_line(table: pd.DataFrame, threshold: float, alpha: float) -> str:
+    """The answer, in one line: the counts, slower first (and SLOWER in capitals when any is)."""
+    counts = table["verdict"].value_counts()
+    slower = int(counts.get(stats.SLOWER, 0))
+    listed = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in DISPLAY_ORDER)
+    head = "SLOWER (exit 1): " if slower else ""
+    return f"{head}{len(table)} cells compared: {listed} (threshold {threshold:.0%}, alpha {alpha:g})"
+
+
+def _grid_boxes(cells: pd.DataFrame) -> list[dict[str, list]]:
+    """Grid selections (one value list per dimension) whose union is exactly ``cells``: each cell
+    a box, then boxes that differ in one dimension only merged, until none do."""
+    dims = ["loss", "formulation", "mode", "pass", "batch", "resolution", "classes", "dtype"]
+    boxes = [
+        {d: frozenset([row[d] if d != "resolution" else (int(row["height"]), int(row["width"]))]) for d in dims}
+        for _, row in cells.iterrows()
+    ]
+    merged = True
+    while merged:
+        merged = False
+        for i, j in itertools.combinations(range(len(boxes)), 2):
+            differ = [d for d in dims if boxes[i][d] != boxes[j][d]]
+            if len(differ) <= 1:
+                if differ:
+                    boxes[i] = {**boxes[i], differ[0]: boxes[i][differ[0]] | boxes[j][differ[0]]}
+                del boxes[j]
+                merged = True
+                break
+    return [{d: sorted(box[d]) for d in dims} for box in boxes]
+
+
+OPTION = {
+    "loss": "--loss",
+    "formulation": "--formulation",
+    "mode": "--mode",
+    "pass": "--pass",
+    "batch": "--batch",
+    "resolution": "--res",
+    "classes": "--classes",
+    "dtype": "--dtype",
+}
+
+
+def _profile_grid(name: str | None) -> dict[str, set]:
+    """Each dimension's values in the named profile (to leave out options that select them all)."""
+    from segbench.sweep import PROFILES
+
+    if name not in PROFILES:
+        return {}
+    sweep = PROFILES[name].resolved_sweep()
+    return {
+        "loss": set(sweep.losses),
+        "formulation": set(sweep.formulations),
+        "mode": set(sweep.modes),
+        "pass": set(sweep.passes),
+        "batch": set(sweep.batches),
+        "resolution": set(sweep.resolutions),
+        "classes": set(sweep.classes),
+        "dtype": set(sweep.dtypes),
+    }
+
+
+def _option_value(dim: str, values: list) -> str:
+    if dim == "resolution":
+        return ",".join(str(h) if h == w else f"{h}x{w}" for h, w in values)
+    return ",".join(map(str, values))
+
+
+def next_commands(table: pd.DataFrame, cells: pd.DataFrame, max_commands: int = 3) -> list[tuple[str, int]]:
+    """The ``segbench ab`` commands that measure just ``cells`` again, interleaved: the runs' commits,
+    their profile, and the grid options that select those cells (one command per grid box; over
+    ``max_commands`` boxes, one command whose grid covers them all), each with how many of the
+    table's cells the commands select together."""
+    runs = table.attrs.get("runs", {})
+    old, new = runs.get("old", {}), runs.get("new", {})
+    refs = [
+        (side.get("commit") or placeholder)[:10] for side, placeholder in ((old, "OLD_COMMIT"), (new, "NEW_COMMIT"))
+    ]
+    profile = old.get("profile") if old.get("profile") == new.get("profile") else None
+    base = ["segbench", "ab", *refs, *(["--profile", profile] if profile else [])]
+    if old.get("source") == new.get("source") == "segbench ab" and old.get("visits"):
+        base += ["--visits", str(2 * old["visits"])]  # interleaved already: more builds a side
+    grid = _profile_grid(profile)
+    boxes = _grid_boxes(cells)
+    if len(boxes) > max_commands:
+        boxes = [{d: sorted({v for box in boxes for v in box[d]}) for d in boxes[0]}]
+    commands, selected = [], 0
+    for box in boxes:
+        options = [f"{OPTION[d]} {_option_value(d, values)}" for d, values in box.items() if set(values) != grid.get(d)]
+        selected += sum(_in_box(row, box) for _, row in table.iterrows())
+        commands.append(" ".join([*base, *options]))
+    return [(command, selected) for command in commands]
+
+
+def _in_box(row: pd.Series, box: dict[str, list]) -> bool:
+    cell = {**row.to_dict(), "resolution": (int(row["height"]), int(row["width"]))}
+    return all(cell[d] in values for d, values in box.items())
+
+
+def _spread_text(runs: dict) -> str | None:
+    spreads = [side["spread"] for side in runs.values() if side.get("spread") is not None]
+    if not spreads:
+        return None
+    visits = [side["visits"] for side in runs.values() if side.get("visits")]
+    unit = f"{min(visits)} visits a side" if visits and min(visits) > 1 else "samples"
+    spread = 100 * (math.exp(float(np.median(spreads))) - 1)
+    return f"a cell's {unit} spread by a median {spread:.{0 if spread >= 1 else 1}f} % (one sd)"
+
+
+def inconclusive_advice(table: pd.DataFrame, threshold: float, width: int | None = None) -> list[str]:
+    """When more than 5 % of the cells are inconclusive: why (the noise measured in the runs, the
+    load recorded in them, separate runs against segbench ab) and the exact next command."""
+    inconclusive = table[table["verdict"] == stats.INCONCLUSIVE]
+    if len(table) == 0 or len(inconclusive) <= INCONCLUSIVE_ADVICE_SHARE * len(table):
+        return []
+    runs = table.attrs.get("runs", {})
+    interleaved = all(side.get("source") == "segbench ab" for side in runs.values()) and bool(runs)
+    reasons = inconclusive["reason"].value_counts() if "reason" in inconclusive else pd.Series(dtype=int)
+    why = [
+        f"{int(reasons[r])} {what}"
+        for r, what in (
+            (BEYOND_THE_BAND, f"intervals reach beyond ±{threshold:.0%}"),
+            (NOT_RESOLVED, "changes the test cannot resolve"),
+            (UNDER_THE_FLOOR, "changes within the noise floor"),
+            (NO_INTERVAL, "cells with too few samples"),
+        )
+        if reasons.get(r, 0)
+    ]
+    parts = [f"why {len(inconclusive)} inconclusive: " + ", ".join(why)]
+    spread = _spread_text(runs)
+    if spread:
+        parts.append(spread)
+    if "noise_floor" in table and table["noise_floor"].notna().any():
+        floors = table.groupby("mode")["noise_floor"].first().dropna()
+        worst = floors.idxmax()
+        parts.append(f"the runs drifted apart by up to {100 * (floors[worst] - 1):.0f} % ({worst})")
+    loads = [side["load"] for side in runs.values() if side.get("load")]
+    cpus = next((side["cpus"] for side in runs.values() if side.get("cpus")), None)
+    if loads:
+        on = f" on {cpus} CPUs" if cpus else ""
+        parts.append(f"load average {min(lo for lo, _ in loads):.1f}-{max(hi for _, hi in loads):.1f}{on}")
+    else:
+        parts.append("no load average recorded")
+    if interleaved:
+        parts.append("already interleaved: more builds a side narrow the intervals")
+    else:
+        parts.append("separate runs are weaker than segbench ab (both sides interleaved)")
+    lines = [tables.wrap("; ".join(parts) + ".", width, indent="  ")]
+    commands = next_commands(table, inconclusive)
+    cells = f"{len(inconclusive)} cell{'s' if len(inconclusive) > 1 else ''}"
+    lines.append(f"next, {cells} measured again, interleaved:" if commands else "")
+    for command, count in commands:
+        if count != len(inconclusive):
+            lines[-1] = f"next, {cells} measured again, interleaved (the grid selects {count}):"
+        lines.append(_wrap_command(command, width))
+    missing = [
+        name for name, side in (("OLD", runs.get("old", {})), ("NEW", runs.get("new", {}))) if not side.get("commit")
+    ]
+    if commands and missing:
+        note = f"({' and '.join(missing)} recorded no commit: give the ref or directory that was measured)"
+        lines.append(tables.wrap(note, width))
+    if any(side.get("dirty") for side in runs.values()):
+        lines.append(tables.wrap("(a run had uncommitted changes: give WORKTREE or a directory for its side)", width))
+    return [line for line in lines if line]
+
+
+def _wrap_command(command: str, width: int | None = None) -> str:
+    """A command in lines of ``width`` columns that a shell still reads as one (a backslash ends each)."""
+    width = width or tables.terminal_width()
+    words, lines, line = command.split(" "), [], "  "
+    # keep an option with its value
+    tokens = []
+    for word in words:
+        if tokens and tokens[-1].startswith("--") and " " not in tokens[-1] and not word.startswith("--"):
+            tokens[-1] += " " + word
+        else:
+            tokens.append(word)
+    for token in tokens:
+        if len(line) + len(token) + 3 > width and line.strip():
+            lines.append(line + " \\")
+            line = "    "
+        line += ("" if line.strip() == "" else " ") + token
+    lines.append(line)
+    return "\n".join(lines)
+
+
 def print_verdicts(
-    table: pd.DataFrame, fmt: str, threshold: float, alpha: float, columns: Sequence[str] | None = None
+    table: pd.DataFrame,
+    fmt: str,
+    threshold: float,
+    alpha: float,
+    columns: Sequence[str] | None = None,
+    *,
+    show_all: bool = False,
+    width: int | None = None,
 ) -> int:
-    """Print the verdicts and a one-line summary; the exit status: 1 if any cell is slower."""
+    """Print the answer first (the verdict line), then the slower cells, the faster ones, the
+    inconclusive ones and, with ``show_all``, those with no change (in a terminal: as many as fit
+    15 lines when none is slower, the rest counted); then, when many are inconclusive, why and
+    what to run next. CSV and Markdown list every cell. The exit status: 1 if any cell is slower."""
     if table.empty:
         raise ValueError("the two runs have no successful cell in common")
+    width = width or tables.terminal_width()
     for line in table.attrs.get("machines", []):
         print(line if fmt != "csv" else f"# {line}", file=sys.stderr if fmt == "csv" else sys.stdout)
-    if fmt == "terminal":
-        shapes = ", ".join(f"C={c} {d}" for c, d in sorted(set(zip(table["classes"], table["dtype"], strict=True))))
-        print(f"cells at {shapes}; new/old > 1 is slower")
-    print(render(verdict_table(table, fmt), fmt, columns))
-    print(
-        f"\n{len(table)} cells compared: {verdict_counts(table)} "
-        f"(threshold {threshold:.0%}, alpha {alpha:g}; tested on per-visit medians where both sides have visits, "
-        "else on the samples)",
-        file=sys.stderr,
-    )
-    return 1 if (table["verdict"] == stats.SLOWER).any() else 0
+    ordered = by_verdict(table)
+    answer = verdict_line(table, threshold, alpha)
+    advice = inconclusive_advice(table, threshold, width if fmt == "terminal" else 100)
+    status = 1 if (table["verdict"] == stats.SLOWER).any() else 0
+    if fmt == "csv":  # the table alone on stdout, every cell
+        print(render(verdict_table(ordered, fmt), fmt, columns))
+        print(answer, file=sys.stderr)
+        for line in advice:
+            print(line, file=sys.stderr)
+        return status
+    if fmt == "markdown":
+        print(answer + "\n")
+        print(render(verdict_table(ordered, fmt), fmt, columns))
+        if advice:
+            print("\n```\n" + "\n".join(advice) + "\n```")
+        return status
+    print(_terminal_verdicts(ordered, answer, advice, columns, show_all, width))
+    return status
+
+
+def _fitting(table: pd.DataFrame, width: int) -> list[str]:
+    """The verdict table's columns that fit ``width``: the cell, its verdict and change always, then
+    the times, p and n as far as they fit (all of them: --format csv)."""
+    chosen = [c for c in table.columns if c in ("cell", "verdict", "differs", CHANGE)]
+    for column in ("old -> new", "p", "n"):
+        if widest_line(tables.render(table, "terminal", columns=[*chosen, column])) <= width:
+            chosen.append(column)
+    return chosen
+
+
+def widest_line(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def _terminal_verdicts(
+    ordered: pd.DataFrame,
+    answer: str,
+    advice: list[str],
+    columns: Sequence[str] | None,
+    show_all: bool,
+    width: int,
+) -> str:
+    """The terminal's text: the verdict line, the table of the cells that changed or may have, the
+    count of those left out, the advice."""
+    shapes = ", ".join(f"C={c} {d}" for c, d in sorted(set(zip(ordered["classes"], ordered["dtype"], strict=True))))
+    head = tables.wrap(f"{answer}; cells at {shapes}; change: new/old - 1", width)
+    slower = int((ordered["verdict"] == stats.SLOWER).sum())
+    listed = ordered if show_all else ordered[ordered["verdict"] != stats.NO_CHANGE]
+
+    def text(shown: int) -> str:
+        rows = listed.iloc[:shown]
+        parts = [head]
+        if len(rows):
+            shown_table = verdict_table(rows, "terminal", width)
+            parts.append(render(shown_table, "terminal", columns or _fitting(shown_table, width), width=width))
+        left = ordered.iloc[len(rows) :]["verdict"].value_counts()
+        if len(left):
+            hidden = ", ".join(
+                f"{int(left[v])} {'more ' if v != stats.NO_CHANGE and len(rows) else ''}"
+                f"{('cell' if left[v] == 1 else 'cells') + ' with no change' if v == stats.NO_CHANGE else v}"
+                for v in DISPLAY_ORDER
+                if left.get(v, 0)
+            )
+            parts.append(tables.wrap(f"... and {hidden} (--all shows them)", width))
+        return "\n".join([*parts, *advice])
+
+    if show_all:
+        return text(len(listed))
+    # Every slower cell; of the others as many as keep the output within its lines.
+    shown = min(len(listed), slower + MIN_ROWS)
+    budget = LINES_WITHOUT_SLOWER + (slower + 2 if slower else 0)
+    while shown < len(listed) and len(text(shown + 1).splitlines()) <= budget:
+        shown += 1
+    while shown > slower and len(text(shown).splitlines()) > budget:
+        shown -= 1
+    return text(shown)
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -722,34 +1130,36 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from segbench import results
+    from segbench import importers
 
-    if len(args.results) == 1:
-        frame = results.load(args.results[0])
+    several = len(args.results) == 1 and len(importers.runs_in(args.results[0])) > 1
+    if len(args.results) == 1 and not several:
+        frame = importers.runs_in(args.results[0])[0][1]
         check_duplicates(frame, args.results[0])
         header = _one_run_header(frame, args.results[0], args.across_machines)
         if header:  # in CSV, on stderr, so that the table stays a table
             print("\n".join(header), file=sys.stderr if args.format == "csv" else sys.stdout)
-    if len(args.results) == 1 and args.formulations:
+    if len(args.results) == 1 and args.formulations and not several:
         for pass_ in ("forward", "forward+backward"):
             table = formulation_table(frame, pass_)
             if len(table):
                 print(_heading(f"{pass_}, {table.attrs['shape']}: formulations side by side", args.format))
                 print(render(table, args.format, _selected(table, args.columns)))
         return 0
-    if len(args.results) == 1:
+    if len(args.results) == 1 and not several:
         print(summary(frame, fmt=args.format, columns=args.columns))
         return 0
-    if len(args.results) != 2:
+    if len(args.results) > 2:
         raise ValueError(f"compare takes RESULTS or OLD NEW, got {len(args.results)} paths")
-    old, new = (results.load(path) for path in args.results)
-    print(f"OLD = {args.results[0]}, NEW = {args.results[1]}", file=sys.stderr)
+    # segbench runs, pytest-benchmark JSON or its .benchmarks folder, asv's results directory
+    (old_name, old), (new_name, new) = importers.pick_runs(args.results)
+    print(f"OLD = {old_name}, NEW = {new_name}", file=sys.stderr)
     table = compare_runs(old, new, args.threshold, args.alpha, across_machines=args.across_machines)
-    for path, frame in zip(args.results, (old, new), strict=True):
+    for path, frame in zip((old_name, new_name), (old, new), strict=True):
         note = partial_note(frame)
         if note:
             print(f"{path}: {note}", file=sys.stderr)
-    return print_verdicts(table, args.format, args.threshold, args.alpha, args.columns)
+    return print_verdicts(table, args.format, args.threshold, args.alpha, args.columns, show_all=args.all)
 
 
 def _one_run_header(frame: pd.DataFrame, path: str, across_machines: bool) -> list[str]:
@@ -802,6 +1212,12 @@ def add_verdict_options(parser: argparse.ArgumentParser) -> None:
         default=stats.DEFAULT_ALPHA,
         help=f"significance level of the per-cell test (default {stats.DEFAULT_ALPHA})",
     )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="in a terminal, list every cell (by default: the slower, faster and inconclusive ones that fit, "
+        "and a count of the rest)",
+    )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -812,7 +1228,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("results", nargs="+", help="run directory, .parquet, .csv or .jsonl (one, or OLD NEW)")
+    parser.add_argument(
+        "results",
+        nargs="+",
+        help="run directory, .parquet, .csv or .jsonl (one, or OLD NEW); also pytest-benchmark's JSON or its "
+        ".benchmarks folder and asv's results directory (a folder of several runs alone: its last two; PATH@ID "
+        "picks the run whose name holds ID)",
+    )
     add_output_options(parser)
     add_verdict_options(parser)
     parser.add_argument(

@@ -169,44 +169,138 @@ def from_pytest_benchmark(path: str | os.PathLike[str]) -> pd.DataFrame:
         data = json.loads(file.read_text())
         if "benchmarks" not in data:
             raise ValueError(f"{file} is not pytest-benchmark output (no 'benchmarks' list)")
-        machine, commit = data.get("machine_info", {}), data.get("commit_info", {})
-        run = {
-            # segbench's environment, recorded by tests/conftest.py's machine-info hook (where the
-            # run had it), then what pytest-benchmark itself knows
-            **{k: v for k, v in (machine.get("segbench") or {}).items() if k in SCHEMA and k != "schema_version"},
-            "schema_version": SCHEMA_VERSION,
-            "source": "pytest-benchmark",
-            "run_id": f"pytest-benchmark-{file.stem}",
-            "started_at": data.get("datetime"),
-            "host": machine.get("node"),
-            "python_version": machine.get("python_version"),
-            "git_commit": commit.get("id"),
-            "git_dirty": commit.get("dirty"),
-        }
-        run.setdefault("device_name", (machine.get("cpu") or {}).get("brand_raw"))
-        run["cpu_model"] = run.get("cpu_model") or (machine.get("cpu") or {}).get("brand_raw")
-        run["cpu_count"] = run.get("cpu_count") or (machine.get("cpu") or {}).get("count")
-        for bench in data["benchmarks"]:
-            stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
-            case = extra.get("case", {})
-            raw = stats.get("data")
-            rows.append(
-                {
-                    **run,
-                    **_key_from_params(case.keys(), case.values()),
-                    **{k: extra[k] for k in EXTRA_INFO_COLUMNS if extra.get(k) is not None},
-                    "benchmark": bench.get("fullname") or bench.get("name"),
-                    "status": "ok",
-                    "median_s": stats.get("median"),
-                    "iqr_s": stats.get("iqr"),
-                    "mean_s": stats.get("mean"),
-                    "min_s": stats.get("min"),
-                    "rounds": stats.get("rounds"),
-                    "calls_per_round": stats.get("iterations"),
-                    "raw_times_s": json.dumps(raw) if raw else None,
-                    "loss_value": extra.get("loss_value"),
-                    "value": stats.get("median"),
-                    "unit": "seconds",
-                }
-            )
+        rows += pytest_benchmark_rows(data, file.stem)
     return conform(pd.DataFrame(rows)) if rows else empty()
+
+
+def pytest_benchmark_rows(data: dict, name: str) -> list[dict[str, Any]]:
+    """The schema's rows of one pytest-benchmark output (its JSON, as a dict); ``name`` makes the
+    run id (the saved file's name)."""
+    rows = []
+    machine, commit = data.get("machine_info", {}), data.get("commit_info", {})
+    run = {
+        # segbench's environment, recorded by tests/conftest.py's machine-info hook (where the
+        # run had it), then what pytest-benchmark itself knows
+        **{k: v for k, v in (machine.get("segbench") or {}).items() if k in SCHEMA and k != "schema_version"},
+        "schema_version": SCHEMA_VERSION,
+        "source": "pytest-benchmark",
+        "run_id": f"pytest-benchmark-{name}",
+        "started_at": data.get("datetime"),
+        "host": machine.get("node"),
+        "python_version": machine.get("python_version"),
+        "git_commit": commit.get("id"),
+        "git_dirty": commit.get("dirty"),
+    }
+    run.setdefault("device_name", (machine.get("cpu") or {}).get("brand_raw"))
+    run["cpu_model"] = run.get("cpu_model") or (machine.get("cpu") or {}).get("brand_raw")
+    run["cpu_count"] = run.get("cpu_count") or (machine.get("cpu") or {}).get("count")
+    for bench in data["benchmarks"]:
+        stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
+        case = extra.get("case", {})
+        raw = stats.get("data")
+        # what tests/conftest.py keeps out of machine_info, per benchmark: load, versions, run id
+        per_benchmark = {
+            k: v
+            for k, v in (extra.get("segbench") or {}).items()
+            if k in SCHEMA and k not in ("schema_version", "source", "run_id") and v is not None
+        }
+        rows.append(
+            {
+                **run,
+                **per_benchmark,
+                **_key_from_params(case.keys(), case.values()),
+                **{k: extra[k] for k in EXTRA_INFO_COLUMNS if extra.get(k) is not None},
+                "benchmark": bench.get("fullname") or bench.get("name"),
+                "status": "ok",
+                "median_s": stats.get("median"),
+                "iqr_s": stats.get("iqr"),
+                "mean_s": stats.get("mean"),
+                "min_s": stats.get("min"),
+                "rounds": stats.get("rounds"),
+                "calls_per_round": stats.get("iterations"),
+                "raw_times_s": json.dumps(raw) if raw else None,
+                "loss_value": extra.get("loss_value"),
+                "value": stats.get("median"),
+                "unit": "seconds",
+            }
+        )
+    return rows
+
+
+def is_pytest_benchmark_json(path: Path) -> bool:
+    """A JSON file that pytest-benchmark wrote (a "benchmarks" list and its machine_info)."""
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "benchmarks" in data and "machine_info" in data
+
+
+def is_asv_results(path: Path) -> bool:
+    """asv's results directory: its benchmarks.json beside one directory per machine."""
+    return path.is_dir() and (path / "benchmarks.json").is_file() and any(path.glob("*/machine.json"))
+
+
+def runs_in(path: str | os.PathLike[str]) -> list[tuple[str, pd.DataFrame]]:
+    """The runs a path holds, oldest first, each named: a segbench run (directory or table), a
+    pytest-benchmark JSON file, a pytest-benchmark storage folder (``.benchmarks``: one run per
+    saved file), or asv's results directory (one run per commit and environment)."""
+    from segbench import results
+
+    path = Path(path)
+    if is_pytest_benchmark_json(path):
+        return [(str(path), from_pytest_benchmark(path))]
+    if is_asv_results(path):
+        frame = from_asv(path)
+        if frame.empty:
+            raise ValueError(f"{path}: asv's results directory holds no results")
+        runs = [(run, part) for run, part in frame.groupby("run_id", sort=False)]
+        runs.sort(key=lambda item: str(item[1]["started_at"].dropna().min()))
+        return [
+            (f"{path} (asv, commit {part['git_commit'].iloc[0][:10]}, {run.split('-', 2)[-1]})", part)
+            for run, part in runs
+        ]
+    if path.is_dir() and not any((path / name).exists() for name in (results.RUN_META, results.JOURNAL)):
+        files = [f for f in sorted(path.rglob("*.json")) if is_pytest_benchmark_json(f)]
+        if files:
+            dated = sorted(files, key=lambda f: (json.loads(f.read_text()).get("datetime") or "", f.name))
+            return [(str(f), from_pytest_benchmark(f)) for f in dated]
+    return [(str(path), results.load(path))]
+
+
+def pick_runs(paths: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """OLD and NEW from what ``segbench compare`` was given: two paths (of a folder that holds
+    several runs, its latest; the same folder twice: its last two), or one folder of several
+    runs (a ``.benchmarks`` folder, asv's results): its last two. A path may end in ``@ID`` to
+    pick the run whose name contains ID (a saved run's number or name, an asv commit)."""
+    chosen = []
+    held = {}
+    for path in paths:
+        base, _, wanted = path.rpartition("@") if "@" in path and not Path(path).exists() else (path, "", "")
+        if base not in held:
+            held[base] = runs_in(base)
+        runs = held[base]
+        if wanted:
+            matching = [run for run in runs if wanted in run[0]]
+            if len(matching) != 1:
+                names = ", ".join(name for name, _ in runs)
+                raise ValueError(f"{path}: {len(matching)} runs match {wanted!r} (of {names})")
+            chosen.append(matching[0])
+        else:
+            chosen.append(runs)
+    if len(paths) == 1:
+        runs = chosen[0] if isinstance(chosen[0], list) else [chosen[0]]
+        return runs[-2:]
+    picked = []
+    for i, item in enumerate(chosen):
+        if not isinstance(item, list):
+            picked.append(item)
+            continue
+        same_before = [j for j in range(i) if paths[j] == paths[i]]
+        if (same_before or paths.count(paths[i]) > 1) and len(item) >= 2:
+            picked.append(item[-2] if not same_before else item[-1])
+        else:
+            picked.append(item[-1])
+    return picked

@@ -10,11 +10,17 @@ medians). The verdict is
 - ``slower``: NEW is more than ``threshold`` above OLD, the test rejects "no change" at ``alpha``,
   and the confidence interval of the ratio lies wholly above 1;
 - ``faster``: the mirror image (the ratio below ``1 / (1 + threshold)``);
-- ``no change``: the ratio of medians is within the threshold band;
-- ``inconclusive``: the ratio is beyond the threshold but the samples cannot tell it from noise.
+- ``no change``: shown, not assumed: the whole confidence interval of the ratio lies inside the
+  threshold band ``[1 / (1 + threshold), 1 + threshold]`` (an equivalence test, as TOST makes:
+  both one-sided tests "NEW is not threshold slower" and "... not threshold faster" reject at
+  (1 - CONFIDENCE) / 2);
+- ``inconclusive``: anything else: a ratio beyond the threshold that the samples cannot tell from
+  noise, or a ratio within the band whose interval reaches beyond it (the samples cannot exclude a
+  change of the threshold's size), or too few samples for an interval.
 
-So noise is never reported as a slowdown, and a statistically real change smaller than the
-threshold is not either. The ratio is NEW/OLD (above 1: slower).
+So noise is never reported as a slowdown, a statistically real change smaller than the threshold
+is not either, and "no change" is never said of samples too noisy to show it. The ratio is NEW/OLD
+(above 1: slower).
 """
 
 from __future__ import annotations
@@ -86,6 +92,11 @@ def visit_test(old_visits: Sequence[float], new_visits: Sequence[float]) -> tupl
     return math.exp(diff), math.exp(diff - t_crit * se), math.exp(diff + t_crit * se), p_value
 
 
+def within_band(low: float, high: float, threshold: float) -> bool:
+    """Whether the interval [low, high] of a ratio lies inside the threshold band (both ends)."""
+    return bool(low >= 1 / (1 + threshold) and high <= 1 + threshold)
+
+
 def decide(
     old: Sequence[float],
     new: Sequence[float],
@@ -118,8 +129,8 @@ def decide(
         centers = (float(np.median(old_a)), float(np.median(new_a)))
     beyond_up, beyond_down = ratio > 1 + threshold, ratio < 1 / (1 + threshold)
     if not by_visit and min(old_a.size, new_a.size) < MIN_SAMPLES:
-        verdict = INCONCLUSIVE if beyond_up or beyond_down else NO_CHANGE
-        return Verdict(verdict, ratio, math.nan, math.nan, math.nan, *sizes, *centers)
+        # no interval, so no change cannot be shown either
+        return Verdict(INCONCLUSIVE, ratio, math.nan, math.nan, math.nan, *sizes, *centers)
     if not by_visit:
         from scipy.stats import mannwhitneyu
 
@@ -130,8 +141,8 @@ def decide(
         verdict = SLOWER
     elif beyond_down and significant and high < 1:
         verdict = FASTER
-    elif beyond_up or beyond_down:
-        verdict = INCONCLUSIVE
-    else:
+    elif not (beyond_up or beyond_down) and within_band(low, high, threshold):
         verdict = NO_CHANGE
+    else:
+        verdict = INCONCLUSIVE
     return Verdict(verdict, ratio, low, high, p_value, *sizes, *centers)

@@ -1,17 +1,30 @@
-"""One table style for every command: a terminal table that fits 100 columns, Markdown or CSV.
+"""One table style for every command: a terminal table that fits the terminal, Markdown or CSV.
 
 ``render`` is what run, compare, values, check and ab print with. In a terminal a table wider than
-:data:`WIDTH` loses columns (the least important first, as the caller ranks them) and says which,
-and how to get them back: ``--columns`` picks the columns, ``--format csv`` prints them all.
+the terminal (:func:`terminal_width`: its real width, or :data:`WIDTH` when the output is not a
+terminal) loses columns (the least important first, as the caller ranks them) and says which, and
+how to get them back: ``--columns`` picks the columns, ``--format csv`` prints them all.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 
 import pandas as pd
 
 WIDTH = 100
+"""The width of a table when the output is not a terminal (a file, a pipe, CI's log)."""
+MIN_WIDTH = 40
+
+
+def terminal_width() -> int:
+    """The terminal's width in columns ($COLUMNS first, as shutil reads it), or :data:`WIDTH`
+    where there is no terminal; never under :data:`MIN_WIDTH`."""
+    columns = shutil.get_terminal_size((WIDTH, 24)).columns
+    return columns if columns >= MIN_WIDTH else WIDTH
+
+
 FORMATS = ("terminal", "markdown", "csv")
 
 
@@ -65,11 +78,13 @@ def render(
     *,
     columns: Sequence[str] | None = None,
     drop_first: Sequence[str] = (),
-    width: int = WIDTH,
+    width: int | None = None,
     floatfmt: str = ".3g",
 ) -> str:
-    """``table`` as ``fmt`` says. In a terminal, columns are dropped until it fits ``width``:
-    those of ``drop_first`` in that order, then the rightmost; never the first column."""
+    """``table`` as ``fmt`` says. In a terminal, columns are dropped until it fits ``width``
+    (default: :func:`terminal_width`): those of ``drop_first`` in that order, then the rightmost;
+    never the first column."""
+    width = width or terminal_width()
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     table = choose_columns(table, columns)
@@ -96,7 +111,13 @@ def _widest(text: str) -> int:
     return max((len(line) for line in text.splitlines()), default=0)
 
 
-def wrap(text: str, width: int = WIDTH) -> str:
+def wrap(text: str, width: int | None = None, *, indent: str = "") -> str:
+    """``text`` in lines of at most ``width`` columns (default: :func:`terminal_width`); lines after
+    the first start with ``indent``."""
     import textwrap
 
-    return "\n".join(textwrap.wrap(text, width))
+    return "\n".join(
+        textwrap.wrap(
+            text, width or terminal_width(), subsequent_indent=indent, break_on_hyphens=False, break_long_words=False
+        )
+    )

@@ -51,17 +51,58 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_save_data = True
 
 
-def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    """The run's environment as segbench records it (versions, CPU, BLAS and threads, oneDNN,
-    TensorFlow's build, load, variables) under machine_info["segbench"], where
-    segbench.importers.from_pytest_benchmark reads it."""
-    from segbench import environment
-    from segbench.sweep import get_profile
-    from segbench.worker import import_tensorflow_quietly
+# What pytest-benchmark compares between runs (it warns "machine_info is different" otherwise):
+# only what identifies the machine. py-cpuinfo's current clock moves with the load.
+_VARYING_CPU_INFO = ("hz_actual", "hz_actual_friendly")
 
-    import_tensorflow_quietly()
-    profile = get_profile().name  # the timed profile, as tests/bench picks it
-    machine_info["segbench"] = environment.collect(uses_tensorflow=True, profile=profile, source="pytest-benchmark")
+
+def _run_environment(config: pytest.Config) -> dict:
+    """segbench's environment of this session (versions, CPU, BLAS and threads, oneDNN, TensorFlow's
+    build, run id, start time and load), collected once."""
+    if not hasattr(config, "_segbench_environment"):
+        from segbench import environment
+        from segbench.sweep import get_profile
+        from segbench.worker import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        profile = get_profile().name  # the timed profile, as tests/bench picks it
+        config._segbench_environment = environment.collect(
+            uses_tensorflow=True, profile=profile, source="pytest-benchmark"
+        )
+    return config._segbench_environment
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """machine_info["segbench"]: the machine's identity as segbench checks it
+    (segbench.environment.IDENTITY), where segbench.importers.from_pytest_benchmark reads it.
+    What changes from run to run on one machine (run id, start time, load average, the CPU's
+    current clock) is kept out of machine_info: each benchmark's extra_info["segbench"] has it."""
+    from segbench import environment
+
+    meta = _run_environment(config)
+    machine_info["segbench"] = {k: meta[k] for k in environment.IDENTITY if meta.get(k) is not None}
+    cpu = machine_info.get("cpu")
+    if isinstance(cpu, dict):
+        for key in _VARYING_CPU_INFO:
+            cpu.pop(key, None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A timed benchmark's extra_info["segbench"]: the session's run id, start time, commit and
+    variables, and the load average before and after this benchmark."""
+    benchmark = getattr(item, "funcargs", {}).get("benchmark")
+    if benchmark is None or getattr(benchmark, "disabled", True):
+        yield
+        return
+    from segbench import environment
+
+    meta = _run_environment(item.config)
+    extra = {k: v for k, v in meta.items() if k not in environment.IDENTITY and v is not None}
+    extra["load_avg_start"] = environment.load_average()
+    yield
+    extra["load_avg_end"] = environment.load_average()
+    benchmark.extra_info["segbench"] = extra
 
 
 @pytest.fixture(autouse=True)

@@ -51,8 +51,8 @@ def test_a_commit_against_itself_flags_nothing_and_exits_0(tmp_path, capsys, mon
     monkeypatch.chdir(ROOT)
     args = ["ab", "HEAD", "HEAD", "--profile", "quick", "--mode", "numpy", "--batch", "1", "--res", "16"]
     assert main([*args, "--rounds", "6", "--out", str(tmp_path / "aa"), "--quiet"]) == 0
-    err = capsys.readouterr().err
-    assert "0 slower" in err
+    captured = capsys.readouterr()
+    assert "0 slower" in captured.out  # the verdict line comes first, on stdout
     meta = json.loads((tmp_path / "aa" / "A" / "run.json").read_text())
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     assert meta["git_commit"] == head and meta["source"] == "segbench ab"

@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -111,7 +112,7 @@ def test_compare_exit_status(tmp_path, capsys):
     with_samples(rows({"eager": 1.01e-3}, run_id="c"), seed=5).to_csv(same, index=False)
     assert main(["compare", str(old), str(new)]) == 1
     captured = capsys.readouterr()
-    assert "slower" in captured.out and "1 slower" in captured.err
+    assert "slower" in captured.out and "1 slower" in captured.out.splitlines()[0]  # the answer first
     assert main(["compare", str(old), str(same)]) == 0
     assert main(["compare", str(new), str(old)]) == 0  # faster is not a failure
     assert main(["compare", str(old), str(new), "--threshold", "-1"]) == 2
@@ -189,3 +190,152 @@ def test_people_read_times_in_their_unit_and_calls_as_integers():
 
     assert [human_time(t) for t in (85e-6, 8.72e-3, 1.234)] == ["85 µs", "8.72 ms", "1.23 s"]
     assert [human_calls(c) for c in (20000.0, math.inf, 1.0)] == ["20000", "never", "1"]
+
+
+def grid_runs(
+    shift: dict[tuple, float] | None = None, noisy: tuple = (), *, load=("4.0 3.0 2.0", "6.0 5.0 4.0"), seed=0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two runs of the quick profile's categorical_crossentropy/reference cells (4 modes x 2
+    passes x 2 batches), 3 visits each; ``shift`` makes (mode, pass, batch) cells slower or faster
+    in NEW, ``noisy`` cells' visits disagree by 30 %."""
+    rng = np.random.default_rng(seed)
+    shift = shift or {}
+    runs = []
+    for run_id, commit, load_avg in (("old", "a" * 40, load[0]), ("new", "b" * 40, load[1])):
+        frames = []
+        for mode in ("numpy", "eager", "function", "xla"):
+            for pass_ in ("forward", "forward+backward"):
+                for batch in (1, 8):
+                    key = (mode, pass_, batch)
+                    level = 1e-3 * (shift.get(key, 1.0) if run_id == "new" else 1.0)
+                    spread = 0.3 if key in noisy else 0.003
+                    visits = [level * np.exp(spread * rng.standard_normal()) for _ in range(3)]
+                    samples = [v * np.exp(0.002 * rng.standard_normal()) for v in visits for _ in range(5)]
+                    frames.append(
+                        rows({mode: float(np.median(samples))}, run_id=run_id).assign(
+                            **{"pass": pass_, "batch": batch},
+                            raw_times_s=json.dumps(samples),
+                            visit_medians_s=json.dumps(visits),
+                            git_commit=commit,
+                            profile="quick",
+                            source="segbench run",
+                            cpu_count=2,
+                            load_avg_start=load_avg,
+                            load_avg_end=load_avg,
+                        )
+                    )
+        runs.append(results.conform(pd.concat(frames, ignore_index=True)))
+    return runs[0], runs[1]
+
+
+def run_compare(tmp_path, capsys, old, new, *args, columns=None, monkeypatch=None):
+    paths = []
+    for name, frame in (("old", old), ("new", new)):
+        path = tmp_path / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        paths.append(str(path))
+    status = main(["compare", *paths, *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_slower_first_then_faster_then_inconclusive_and_no_change_counted(tmp_path, capsys):
+    old, new = grid_runs(
+        {("xla", "forward", 8): 1.14, ("eager", "forward", 1): 0.8}, noisy=(("function", "forward", 1),)
+    )
+    status, out, err = run_compare(tmp_path, capsys, old, new)
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("SLOWER (exit 1): 16 cells compared: 1 slower, 1 faster, 1 inconclusive, 13 no change")
+    slower = next(i for i, line in enumerate(lines) if " slower " in line)
+    faster = next(i for i, line in enumerate(lines) if " faster " in line)
+    inconclusive = next(i for i, line in enumerate(lines) if " inconclusive " in line and "cells" not in line)
+    assert slower < faster < inconclusive
+    assert "categorical_ce/reference/xla/fwd b8 64x64" in lines[slower] and "+14 % (" in lines[slower]
+    assert "-20 % (" in lines[faster]
+    assert not any(" no change " in line for line in lines if "cells" not in line)  # hidden ...
+    assert "... and 13 cells with no change (--all shows them)" in out  # ... behind a count
+    status, every, _ = run_compare(tmp_path, capsys, old, new, "--all")
+    assert sum(" no change " in line and "cells" not in line for line in every.splitlines()) == 13
+    # CSV and Markdown list every cell, the changed ones first
+    _, csv, err = run_compare(tmp_path, capsys, old, new, "--format", "csv")
+    table = pd.read_csv(pd.io.common.StringIO(csv))
+    assert len(table) == 16 and list(table["verdict"][:3]) == ["slower", "faster", "inconclusive"]
+    assert "1 slower" in err
+    _, markdown, _ = run_compare(tmp_path, capsys, old, new, "--format", "markdown")
+    assert markdown.count("| categorical_crossentropy/") == 16
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+def test_without_a_slower_cell_the_output_fits_15_lines(columns, monkeypatch, capsys):
+    published = Path(__file__).resolve().parents[1] / "results" / "published" / "verdicts"
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["compare", str(published / "quick_A"), str(published / "quick_C")]) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert len(text.splitlines()) <= 15, text
+    assert max(len(line) for line in captured.out.splitlines()) <= columns, captured.out
+    assert captured.out.splitlines()[0].startswith("96 cells compared: 0 slower, 0 faster")  # the answer first
+    lines = captured.out.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("---"))
+    assert rule <= 3 and "inconclusive" in lines[rule + 1]  # the table right under it
+
+
+def test_a_percentage_a_person_reads_at_once():
+    assert compare.change_text(1.14, 1.11, 1.16) == "+14 % (11-16 %)"
+    assert compare.change_text(0.88, 0.85, 0.91) == "-12 % (-15 to -9 %)"
+    assert compare.change_text(1.09, 0.79, 1.51) == "+9 % (-21 to +51 %)"
+    assert compare.percent(1.004) == "+0.4 %"
+
+
+def test_no_change_only_where_the_interval_shows_it():
+    old, new = grid_runs(noisy=(("function", "forward", 1), ("xla", "forward+backward", 8)))
+    table = compare_runs(old, new).set_index(["mode", "pass", "batch"])
+    noisy = table.loc[("function", "forward", 1)]
+    assert noisy["verdict"] == "inconclusive" and noisy["reason"] in (compare.BEYOND_THE_BAND, compare.NOT_RESOLVED)
+    calm = table.drop(index=[("function", "forward", 1), ("xla", "forward+backward", 8)])
+    assert (calm["verdict"] == "no change").all()
+    assert ((calm["ratio_low"] >= 1 / 1.1) & (calm["ratio_high"] <= 1.1)).all()
+
+
+def test_published_aa_pairs_stay_clean_and_say_no_change_only_when_shown():
+    from segbench import stats
+
+    published = Path(__file__).resolve().parents[1] / "results" / "published" / "verdicts"
+    runs = [results.load(published / f"quick_{x}") for x in "ABCD"]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            table = compare_runs(runs[i], runs[j])
+            assert not table["verdict"].isin(["slower", "faster"]).any()
+            same = table[table["verdict"] == "no change"]
+            assert all(
+                stats.within_band(lo, hi, 0.1) for lo, hi in zip(same["ratio_low"], same["ratio_high"], strict=True)
+            )
+
+
+def test_many_inconclusive_cells_say_why_and_the_command_that_measures_them(tmp_path, capsys):
+    from segbench.cli import build_parser
+    from segbench.runner import sweep_from_args
+
+    noisy = (("function", "forward", 1), ("function", "forward", 8), ("xla", "forward+backward", 1))
+    old, new = grid_runs(noisy=noisy)
+    status, out, _ = run_compare(tmp_path, capsys, old, new)
+    assert status == 0
+    flat = " ".join(out.split())
+    assert "why 3 inconclusive" in flat
+    assert "load average 4.0-6.0 on 2 CPUs" in flat
+    assert "separate runs are weaker than segbench ab" in flat
+    assert "spread by a median" in flat  # the noise measured in the runs
+    commands = [
+        line.strip() for line in out.replace("\\\n", " ").splitlines() if line.strip().startswith("segbench ab")
+    ]
+    assert commands and all(c.startswith(f"segbench ab {'a' * 10} {'b' * 10} --profile quick") for c in commands)
+    selected = set()
+    for command in commands:
+        args = build_parser().parse_args(command.split()[1:])
+        _, sweep = sweep_from_args(args)
+        selected |= {(c.mode, c.pass_, c.batch) for c in sweep.cases()}
+    assert selected == set(noisy)  # just those cells, exactly
+    # few inconclusive cells (under 5 %): nothing to explain
+    old, new = grid_runs()
+    assert "why" not in run_compare(tmp_path, capsys, old, new)[1]

@@ -45,7 +45,27 @@ def test_the_interval_is_seeded():
 
 def test_too_few_samples_cannot_be_slower():
     assert stats.decide([1e-3], [2e-3]).verdict == "inconclusive"
-    assert stats.decide([1e-3, 1e-3], [1.01e-3, 1.0e-3]).verdict == "no change"
+    # nor "no change": without an interval nothing shows that the change is within the threshold
+    assert stats.decide([1e-3, 1e-3], [1.01e-3, 1.0e-3]).verdict == "inconclusive"
+
+
+def test_no_change_only_when_the_interval_lies_inside_the_band():
+    # the ratio of medians is within 10 % in both; only the narrow interval shows it (TOST)
+    narrow = stats.decide(draw(1e-3, 0.02, 20, 1), draw(1e-3, 0.02, 20, 2))
+    assert narrow.verdict == "no change" and 1 / 1.1 <= narrow.low <= narrow.high <= 1.1
+    wide = stats.decide(draw(1e-3, 0.15, 8, 11), draw(1e-3, 0.15, 8, 12))
+    assert 1 / 1.1 < wide.ratio < 1.1 and (wide.low < 1 / 1.1 or wide.high > 1.1)
+    assert wide.verdict == "inconclusive"
+    # by visits: an A/A pair like the one that printed "no change 1.09 0.105-11.314"
+    visits = stats.decide([1e-3] * 6, [1e-3] * 6, old_visits=[1e-3, 0.5e-3], new_visits=[1.09e-3, 0.6e-3])
+    assert visits.verdict == "inconclusive" and visits.high > 1.1
+    assert (
+        stats.decide(
+            [1e-3] * 6, [1e-3] * 6, old_visits=[1e-3, 1.01e-3, 0.99e-3], new_visits=[1.01e-3, 1e-3, 1.0e-3]
+        ).verdict
+        == "no change"
+    )
+    assert stats.within_band(0.95, 1.05, 0.1) and not stats.within_band(0.5, 1.05, 0.1)
 
 
 @pytest.mark.parametrize(

@@ -117,3 +117,45 @@ def test_run_takes_the_same_format_and_columns(tmp_path, capsys):
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("loss"))
     assert header.split() == ["loss", "shape", "time"] and widest(out.split("Saved")[0]) <= 100
+
+
+def test_tables_take_the_terminal_width_and_100_without_one(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert tables.terminal_width() == 80
+    narrow = tables.render(wide_table(), "terminal")
+    assert widest(narrow) <= 80 and "fit 80 columns" in narrow
+    monkeypatch.setenv("COLUMNS", "160")
+    wide = tables.render(wide_table(), "terminal")
+    assert 100 < widest(wide) <= 160 and wide.splitlines()[0].count("column") > narrow.splitlines()[0].count("column")
+
+    def no_terminal(*args):
+        raise OSError("not a terminal")
+
+    monkeypatch.delenv("COLUMNS")
+    monkeypatch.setattr(os, "get_terminal_size", no_terminal)
+    assert tables.terminal_width() == 100
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_help_wraps_at_the_terminal_width_without_markup(columns, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    for command in ("run", "compare", "ab", "merge", "report", "check", "values"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert widest(text) <= columns, (command, text)
+        assert "``" not in text and ":func:`" not in text, command
+
+
+def test_compare_of_two_runs_uses_the_terminal_width(monkeypatch, capsys):
+    old, new = PUBLISHED / "verdicts" / "ab_slowed" / "A", PUBLISHED / "verdicts" / "ab_slowed" / "B"
+    shown = {}
+    for columns in (80, 120):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        assert main(["compare", str(old), str(new)]) == 1
+        out = capsys.readouterr().out
+        assert widest(out) <= columns, out
+        assert out.startswith("SLOWER (exit 1): 32 cells compared: 1 slower")  # the answer first
+        header = next(line for line in out.splitlines() if line.startswith("cell "))
+        shown[columns] = header.split("  ")
+    assert len([c for c in shown[120] if c.strip()]) > len([c for c in shown[80] if c.strip()])
