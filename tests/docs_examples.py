@@ -1,4 +1,5 @@
-"""The documentation's commands, run as tests (Sybil): every ```bash block that is followed by an
+"""A pytest plugin (``-p docs_examples`` in pyproject.toml): the documentation's commands, run as
+tests (Sybil): every ```bash block that is followed by an
 output block is run from the repository root, and its output must contain the shown lines in
 order, with numbers (and their units) allowed to differ, since they vary by machine. A command
 too slow for CI or needing what CI lacks is marked ``<!-- docs: skip, REASON -->`` just above it,
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from sybil import Region, Sybil
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = re.compile(
     r"(?:<!-- docs: skip, (?P<skip>[^>]*?) -->\n)?"
     r"```bash\n(?P<command>.*?)```\n(?:[ \t]*\n)?"
@@ -66,4 +67,6 @@ def parse(document) -> list[Region]:
     ]
 
 
-pytest_collect_file = Sybil(parsers=[parse], patterns=["README.md", "docs/*.md", "docs/**/*.md"], path=".").pytest()
+pytest_collect_file = Sybil(
+    parsers=[parse], patterns=["README.md", "docs/*.md", "docs/**/*.md"], path=str(ROOT)
+).pytest()
