@@ -137,10 +137,11 @@ IMPLEMENTATIONS[("marginal_crossentropy", "fused")] = fused_marginal_crossentrop
 # width) and block b is group b of every row, so the fusion reads each input as one sequential
 # stream. Contiguous blocks (block b = the b-th k-th of the image) compile to the same loop but
 # read 2k streams at once, 256 KiB apart at 512x512: on an AMD EPYC (Zen 4) that ran several times
-# slower than on the Xeon it was written on (docs/performance.md, "Blocks on two CPUs"). The
-# pixels after the last whole row (fewer than k * GROUP_PIXELS) are the last, partial block: their
-# terms are summed on their own. Class presence is a max over rows of y_true's pixels (a column
-# reduction), a second read of y_true alone. Every loss here is
+# slower than on the Xeon it was written on (docs/performance.md, "Blocks on two CPUs"). When
+# GROUP_PIXELS does not divide the pixel count, the pixels after the last whole row (fewer than
+# k * GROUP_PIXELS) are the last, partial block: their terms are summed on their own. Class
+# presence is a max over rows of y_true's pixels (a column reduction), a second read of y_true
+# alone. Every loss here is
 #     sum over pixels of keep * -log(clip(sum_c w_c * p_c)),
 # with w (which channels a pixel's score sums) and keep from y_true, presence and the argmax; the
 # gradient -keep * w_c / score (where the clip passes it) is written out over the whole tensor,
@@ -152,18 +153,26 @@ GROUP_PIXELS = 8  # pixels of a block that are contiguous in memory: one vector 
 
 
 def _blocks(pixels: int, classes: int) -> int:
-    """Blocks per image: 16 at C=4, fewer as C grows (XLA:CPU splits a fusion of more than about
-    64 slices into several, each re-reading the inputs), none below 1024 pixels a block (small
-    images gain nothing and would only compile longer). Need not divide the pixel count."""
+    """Blocks per image at most: 16 at C=4, fewer as C grows (XLA:CPU splits a fusion of more than
+    about 64 slices into several, each re-reading the inputs), none below 1024 pixels a block
+    (small images gain nothing and would only compile longer)."""
     return max(1, min(16, 64 // classes, pixels // MIN_BLOCK_PIXELS))
 
 
 def _layout(pixels: int, classes: int) -> tuple[int, int, int]:
     """(blocks, rows, tail): each image's first rows * blocks * GROUP_PIXELS pixels are rows of
-    ``blocks`` groups of GROUP_PIXELS; the last ``tail`` pixels are the partial block."""
-    blocks = _blocks(pixels, classes)
-    rows = pixels // (blocks * GROUP_PIXELS)
-    return blocks, rows, pixels - rows * blocks * GROUP_PIXELS
+    ``blocks`` groups of GROUP_PIXELS; the last ``tail`` pixels are the partial block.
+
+    The most blocks whose rows take every pixel, if GROUP_PIXELS divides the pixel count: with a
+    tail, XLA copies the whole rows out of each input before the loop fusion (a slice that it
+    cannot fuse through the reshape), two more passes over the inputs, which costs more than a
+    bigger map left to the reduction. Otherwise _blocks' count, and a tail."""
+    most = _blocks(pixels, classes)
+    if pixels % GROUP_PIXELS == 0:
+        blocks = max(k for k in range(1, most + 1) if pixels % (k * GROUP_PIXELS) == 0)
+        return blocks, pixels // (blocks * GROUP_PIXELS), 0
+    rows = pixels // (most * GROUP_PIXELS)
+    return most, rows, pixels - rows * most * GROUP_PIXELS
 
 
 def _column_total(x: tf.Tensor) -> tf.Tensor:
