@@ -129,29 +129,50 @@ IMPLEMENTATIONS[("marginal_crossentropy", "fused")] = fused_marginal_crossentrop
 # blocked: written for XLA on the CPU, where the compiled HLO (docs/performance.md) shows what is
 # fast and what is not. XLA:CPU splits an elementwise loop fusion over both cores, but emits a
 # reduction over C (the minor axis) as a scalar inner loop and a reduction to a scalar as a
-# single-threaded (ynn) kernel at about a sixth of the memory bandwidth. So each image's pixels are
+# single-threaded (ynn) kernel at a fraction of the memory bandwidth. So each image's pixels are
 # cut into k blocks; every channel of every block is a slice (a strided read XLA vectorises), the
 # per-pixel terms of the k blocks are added elementwise (one loop fusion that reads both inputs
-# once), and only the remaining 1/k-sized map goes to a reduction. Class presence is a max over
-# rows of y_true's pixels (a column reduction, which XLA:CPU runs near full bandwidth), a second
-# read of y_true alone. Every loss here is
+# once), and only the remaining 1/k-sized map goes to a reduction. The blocks are interleaved: the
+# pixels are rows of k groups of GROUP_PIXELS (one 256-bit vector of float32, XLA:CPU's preferred
+# width) and block b is group b of every row, so the fusion reads each input as one sequential
+# stream. Contiguous blocks (block b = the b-th k-th of the image) compile to the same loop but
+# read 2k streams at once, 256 KiB apart at 512x512: on an AMD EPYC (Zen 4) that ran several times
+# slower than on the Xeon it was written on (docs/performance.md, "Blocks on two CPUs"). When
+# GROUP_PIXELS does not divide the pixel count, the pixels after the last whole row (fewer than
+# k * GROUP_PIXELS) are the last, partial block: their terms are summed on their own. Class
+# presence is a max over rows of y_true's pixels (a column reduction), a second read of y_true
+# alone. Every loss here is
 #     sum over pixels of keep * -log(clip(sum_c w_c * p_c)),
 # with w (which channels a pixel's score sums) and keep from y_true, presence and the argmax; the
-# gradient -keep * w_c / score (where the clip passes it) is written out, since differentiating
-# k*C slices compiles to a chain of pads many times slower than the loss.
+# gradient -keep * w_c / score (where the clip passes it) is written out over the whole tensor,
+# since differentiating k*C slices compiles to a chain of pads many times slower than the loss.
 
-Channels = list  # one (N, M) tensor per class
+Channels = list  # one (N, ...) tensor per class
 MIN_BLOCK_PIXELS = 1024  # below this many pixels a block, an image is not cut (see _blocks)
+GROUP_PIXELS = 8  # pixels of a block that are contiguous in memory: one vector of 8 float32
 
 
 def _blocks(pixels: int, classes: int) -> int:
-    """Blocks per image: 16 at C=4, fewer as C grows (XLA:CPU splits a fusion of more than about
-    64 slices into several, each re-reading the inputs), none below 1024 pixels a block (small
-    images gain nothing and would only compile longer); a divisor of the pixel count."""
-    blocks = max(1, min(16, 64 // classes, pixels // MIN_BLOCK_PIXELS))
-    while pixels % blocks:
-        blocks -= 1
-    return blocks
+    """Blocks per image at most: 16 at C=4, fewer as C grows (XLA:CPU splits a fusion of more than
+    about 64 slices into several, each re-reading the inputs), none below 1024 pixels a block
+    (small images gain nothing and would only compile longer)."""
+    return max(1, min(16, 64 // classes, pixels // MIN_BLOCK_PIXELS))
+
+
+def _layout(pixels: int, classes: int) -> tuple[int, int, int]:
+    """(blocks, rows, tail): each image's first rows * blocks * GROUP_PIXELS pixels are rows of
+    ``blocks`` groups of GROUP_PIXELS; the last ``tail`` pixels are the partial block.
+
+    The most blocks whose rows take every pixel, if GROUP_PIXELS divides the pixel count: with a
+    tail, XLA copies the whole rows out of each input before the loop fusion (a slice that it
+    cannot fuse through the reshape), two more passes over the inputs, which costs more than a
+    bigger map left to the reduction. Otherwise _blocks' count, and a tail."""
+    most = _blocks(pixels, classes)
+    if pixels % GROUP_PIXELS == 0:
+        blocks = max(k for k in range(1, most + 1) if pixels % (k * GROUP_PIXELS) == 0)
+        return blocks, pixels // (blocks * GROUP_PIXELS), 0
+    rows = pixels // (most * GROUP_PIXELS)
+    return most, rows, pixels - rows * most * GROUP_PIXELS
 
 
 def _column_total(x: tf.Tensor) -> tf.Tensor:
@@ -174,6 +195,11 @@ def _channels(x: tf.Tensor) -> Channels:
     return [x[..., k] for k in range(x.shape[-1])]
 
 
+def _per_image(values: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """(N,) values shaped to broadcast against ``like`` (N, ...), whatever its rank."""
+    return tf.reshape(values, [-1] + [1] * (like.shape.rank - 1))
+
+
 def _score(weights: Channels, probs: Channels) -> tf.Tensor:
     score = weights[0] * probs[0]
     for w, p in zip(weights[1:], probs[1:], strict=True):
@@ -183,11 +209,11 @@ def _score(weights: Channels, probs: Channels) -> tf.Tensor:
 
 def _predicted_present(probs: Channels, present: tf.Tensor) -> tf.Tensor:
     """present[n, argmax p] per pixel (the lowest index on ties, as tf.argmax), as selects."""
-    best, found = probs[0], tf.broadcast_to(present[:, None, 0], probs[0].shape)
+    best, found = probs[0], tf.broadcast_to(_per_image(present[:, 0], probs[0]), probs[0].shape)
     for k in range(1, len(probs)):
         better = probs[k] > best
         best = tf.where(better, probs[k], best)
-        found = tf.where(better, present[:, None, k], found)
+        found = tf.where(better, _per_image(present[:, k], probs[0]), found)
     return found
 
 
@@ -201,7 +227,7 @@ def _missing_annotation_terms(truth: Channels, probs: Channels, present: tf.Tens
 
 def _marginal_terms(truth: Channels, probs: Channels, present: tf.Tensor) -> tuple[Channels, None]:
     absent = tf.cast(tf.logical_not(present), truth[0].dtype)
-    return [truth[0]] + [t + truth[0] * absent[:, None, k] for k, t in enumerate(truth[1:], start=1)], None
+    return [truth[0]] + [t + truth[0] * _per_image(absent[:, k], t) for k, t in enumerate(truth[1:], start=1)], None
 
 
 def _same_weights(y_true: tf.Tensor, present: tf.Tensor | None) -> tf.Tensor:
@@ -218,26 +244,37 @@ def _marginal_weights(y_true: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
 def _blocked(terms: Any, gradient_weights: Any, fallback: Implementation, needs_presence: bool) -> Implementation:
     """A loss from its per-pixel terms: blocked for the value, whole tensors for the gradient."""
 
+    def pixel_terms(truth: tf.Tensor, probs: tf.Tensor, present: tf.Tensor | None) -> tf.Tensor:
+        """keep * -log(clip(score)) of each pixel of (N, ..., C) inputs."""
+        weights, keep = terms(_channels(truth), _channels(probs), present)
+        term = _nll(_score(weights, _channels(probs)))
+        return term if keep is None else tf.where(keep, term, tf.zeros_like(term))
+
     def implementation(y_true, y_pred, reduction="mean"):
         if reduction == "none" or not (y_true.shape.is_fully_defined() and y_pred.shape.is_fully_defined()):
             return fallback(y_true, y_pred, reduction)  # a map, or shapes known only when run
         n, h, w, c = y_pred.shape
         pixels = h * w
-        blocks = _blocks(pixels, c)
+        blocks, rows, tail = _layout(pixels, c)
+        whole = pixels - tail
         scale = 1.0 / (n * pixels) if reduction == "mean" else 1.0
         present = _presence(y_true) if needs_presence else None
 
         @tf.custom_gradient
         def total(y_pred):
-            truth = tf.reshape(y_true, [n, blocks, pixels // blocks, c])
-            probs = tf.reshape(y_pred, [n, blocks, pixels // blocks, c])
-            acc = None
-            for b in range(blocks):
-                weights, keep = terms(_channels(truth[:, b]), _channels(probs[:, b]), present)
-                term = _nll(_score(weights, _channels(probs[:, b])))
-                term = term if keep is None else tf.where(keep, term, tf.zeros_like(term))
-                acc = term if acc is None else acc + term
-            value = _column_total(acc) * scale
+            truth, probs = tf.reshape(y_true, [n, pixels, c]), tf.reshape(y_pred, [n, pixels, c])
+            value = tf.zeros([], y_pred.dtype)
+            if rows:
+                grouped_truth = tf.reshape(truth[:, :whole], [n, rows, blocks, GROUP_PIXELS, c])
+                grouped_probs = tf.reshape(probs[:, :whole], [n, rows, blocks, GROUP_PIXELS, c])
+                acc = None
+                for b in range(blocks):
+                    term = pixel_terms(grouped_truth[:, :, b], grouped_probs[:, :, b], present)
+                    acc = term if acc is None else acc + term
+                value = _column_total(acc)
+            if tail:  # the last, partial block
+                value = value + tf.reduce_sum(pixel_terms(truth[:, whole:], probs[:, whole:], present))
+            value = value * scale
 
             def gradient(upstream):
                 if gradient_weights is None:  # score = p[true class]: the gradient is elementwise
@@ -245,7 +282,6 @@ def _blocked(terms: Any, gradient_weights: Any, fallback: Implementation, needs_
                     return tf.where(passes, -(upstream * scale) * y_true / y_pred, tf.zeros_like(y_pred))
                 # The score per pixel from channel slices (no reduction over C), then one
                 # elementwise pass that writes the gradient.
-                truth, probs = tf.reshape(y_true, [n, pixels, c]), tf.reshape(y_pred, [n, pixels, c])
                 weights, keep = terms(_channels(truth), _channels(probs), present)
                 score = _score(weights, _channels(probs))
                 passes = tf.logical_and(score >= EPSILON, score <= 1.0 - EPSILON)
