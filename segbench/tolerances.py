@@ -1,0 +1,129 @@
+"""How far an implementation may be from the float64 oracle: every tolerance of segbench, derived
+here and nowhere else (``segbench check``, ``segbench values``, ``segbench run``'s
+``within_tolerance`` and the tests all call these functions).
+
+Let u be the unit roundoff of the dtype a loss computes in (half precision computes in float32,
+segbench._constants.COMPUTE_DTYPES): u = 2^-24 = 6.0e-8 in float32, 2^-53 = 1.1e-16 in float64.
+The inputs are the same numbers for the implementation and the oracle (the oracle reads the
+float32 inputs exactly in float64), so every difference is rounding in the implementation.
+
+**A sum or mean of n terms** (the loss's reduction; a per-image sum inside soft Dice) is allowed a
+relative error ``u * (ELEMENT_ULPS + summation_error(kind, n))``:
+
+- ``ELEMENT_ULPS`` (2): each term (a log, a clip, a product of C channels) is correct to about one
+  ulp; errors of one sign in every term (a biased log) shift the sum by as much.
+- ``pairwise`` (numpy's ``sum``, Eigen's tree reduction in TensorFlow eager and ``tf.function``):
+  log2(n) levels of additions, each level's rounding errors independent, so the error grows like a
+  random walk over the levels: ``PAIRWISE * sqrt(log2 n)``.
+- ``sequential`` (XLA on the CPU reduces a fusion into one running sum per output): every addition
+  rounds the running sum, ``SEQUENTIAL * sqrt(n)`` (the random walk of n roundings).
+- ``float64`` (a formulation that accumulates in float64, e.g. segbench.standard's soft Dice and
+  Tversky): the sum is exact to float32's precision; only ELEMENT_ULPS remains.
+
+**A gradient** is compared entry by entry: entry i may be off by
+``rtol * (|g_i| + GRADIENT_FLOOR * typical)`` with ``rtol = u * (ELEMENT_ULPS + summation_error(kind,
+terms))``, where ``terms`` is how many input values feed each entry (C for a per-pixel loss whose
+score sums the channels; H*W*C for a per-image loss such as soft Dice, whose every entry holds the
+image's sums) and ``typical`` is the median |g| over the oracle's nonzero entries. The relative part
+holds entries well away from zero to their own precision; the absolute floor is set by the typical
+magnitude, not the largest entry (the largest, 1/p at p near eps, is 10^6 times the median for the
+cross-entropies: a floor scaled by it allowed 3,400 % at the median entry of the focal loss).
+
+**A per-pixel (or per-image) map** (reduction none) is compared the same way, entry by entry, with
+the floor ``MAP_FLOOR`` (1) instead of the typical entry: a loss term is a function of sums of
+probabilities, O(1) numbers whose rounding is absolute (u each), and -log(s) turns an absolute
+error of s into the same absolute error of the term (d(-log s) = -ds / s with s near 1): the
+confident pixels, whose terms are ~1e-4, carry an absolute error of u (float32's numpy marginal
+cross-entropy on the edge scene: 10 times a floor set by the median term).
+
+The constants come from ``docs/tolerances/measure_errors.py`` (every loss x formulation x mode x
+pass at batch 16, 512x512, C=4 and C=32, float32, on this project's 2-core AMD EPYC VM; the CSVs
+beside it); ``docs/tolerances.md`` shows the measured error of every row against its tolerance.
+They are set at about twice the largest error measured for their kind, since a second machine
+(another SIMD width, another thread count, another order of the blocks) rounds differently and we
+had only this one to measure on; ``tests/test_tolerances.py`` fails if any measured row is over its
+tolerance or more than MAX_SLACK times under it (where the model can say so: see the docs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from segbench._constants import compute_dtype
+
+ELEMENT_ULPS = 2.0
+PAIRWISE = 1.0
+SEQUENTIAL = 0.5
+GRADIENT_FLOOR = 1.0
+MAP_FLOOR = 1.0
+MAX_SLACK = 100.0
+"""The goal: no measured row with a tolerance more than this many times its error."""
+
+SUMMATION = {"numpy": "pairwise", "eager": "pairwise", "function": "pairwise", "xla": "sequential"}
+"""How each mode sums a long reduction (see the module docstring); None or an unknown mode: the
+worst of them (sequential)."""
+
+FLOAT64_ACCUMULATION: set[str] = set()
+"""Losses whose TensorFlow code accumulates their sums in float64 (filled by segbench.standard)."""
+
+
+def unit_roundoff(dtype: str) -> float:
+    return float(np.finfo(compute_dtype(dtype)).eps) / 2
+
+
+def summation(mode: str | None, loss: str | None = None) -> str:
+    """The kind of summation ``mode`` does for ``loss``: pairwise, sequential or float64."""
+    if loss in FLOAT64_ACCUMULATION and mode not in (None, "numpy"):
+        return "float64"
+    return SUMMATION.get(mode or "", "sequential")
+
+
+def summation_error(kind: str, terms: int) -> float:
+    """The allowed error of a sum of ``terms`` values, in units of u (beyond ELEMENT_ULPS)."""
+    n = max(int(terms), 1)
+    if kind == "float64" or n == 1:
+        return 0.0
+    if kind == "pairwise":
+        return PAIRWISE * math.sqrt(math.log2(n))
+    if kind == "sequential":
+        return SEQUENTIAL * math.sqrt(n)
+    raise ValueError(f"unknown summation {kind!r}")
+
+
+def value_tolerance(dtype: str, terms: int = 1, mode: str | None = None, loss: str | None = None) -> dict[str, float]:
+    """``rtol`` and ``atol`` for a value (a mean or sum of ``terms`` terms, or one element)."""
+    u = unit_roundoff(dtype)
+    rtol = u * (ELEMENT_ULPS + summation_error(summation(mode, loss), terms))
+    # A loss term is at least -log(1 - 1e-7) ~ 1e-7 where it is not 0: below that, zero.
+    return {"rtol": rtol, "atol": rtol * 1e-7}
+
+
+def gradient_rtol(dtype: str, terms: int = 1, mode: str | None = None, loss: str | None = None) -> float:
+    """The relative part of a gradient's tolerance (``terms``: input values feeding each entry)."""
+    return unit_roundoff(dtype) * (ELEMENT_ULPS + summation_error(summation(mode, loss), terms))
+
+
+def typical_magnitude(expected: np.ndarray) -> float:
+    """The median |g| over the nonzero entries of the oracle's gradient (0 if there are none)."""
+    magnitude = np.abs(np.asarray(expected, dtype=np.float64))
+    nonzero = magnitude[magnitude > 0]
+    return float(np.median(nonzero)) if nonzero.size else 0.0
+
+
+def map_score(got: np.ndarray, expected: np.ndarray, rtol: float) -> float:
+    """A per-pixel or per-image map's worst entry in tolerances: |d_i| / (rtol (|v_i| + MAP_FLOOR))."""
+    return gradient_score(got, expected, rtol, typical=MAP_FLOOR / GRADIENT_FLOOR)
+
+
+def gradient_score(got: np.ndarray, expected: np.ndarray, rtol: float, typical: float | None = None) -> float:
+    """The worst entry's error in tolerances (<= 1 is within): |d_i| / (rtol (|g_i| + floor))."""
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != np.shape(expected) or not np.all(np.isfinite(got)):
+        return math.inf
+    if not got.size:
+        return 0.0
+    typical = typical_magnitude(expected) if typical is None else typical
+    allowed = rtol * (np.abs(expected) + GRADIENT_FLOOR * typical) + np.finfo(np.float64).tiny
+    return float(np.max(np.abs(got - expected) / allowed))
