@@ -264,10 +264,11 @@ def _check_user_oracle(name: str, loss: str, user: Any, scene: Scene, dtype: str
         by_tensorflow = oracle.user_value(user, scene.y_true, scene.y_pred, reduction, via="tensorflow")
         terms = _terms(loss, scene, reduction, np.asarray(by_numpy))
         if reduction == "none":
-            rtol = tolerances.gradient_rtol(f64, terms)
+            rtol = tolerances.map_rtol(f64, terms)
             score = tolerances.map_score(np.asarray(by_tensorflow), np.asarray(by_numpy), rtol)
         else:
-            score = _score(by_tensorflow, by_numpy, **tolerances.value_tolerance(f64, terms))
+            tol = tolerances.value_tolerance(f64, terms, loss=loss, scale=_count(loss, scene, reduction))
+            score = _score(by_tensorflow, by_numpy, **tol)
         rows.append(_row(name, loss, "-", "numpy vs tensorflow", "-", dtype, f"float64 {reduction}", score))
         if user.numpy_gradient is not None:
             by_numpy = oracle.user_gradient(user, scene.y_true, scene.y_pred, reduction, via="numpy")
@@ -310,15 +311,17 @@ def _check_implementation(
             continue
         value = np.asarray(result[0] if gradient else result, dtype=np.float64)
         terms = _terms(loss, scene, reduction, value)
-        if reduction == "none":  # a map: element by element, the floor set by its typical entry
-            rtol = tolerances.gradient_rtol(dtype, terms, mode, loss)
+        if reduction == "none":  # a map: element by element (segbench.tolerances.map_score)
+            rtol = tolerances.map_rtol(dtype, terms, mode, loss)
             score = tolerances.map_score(value, references[reduction], rtol)
         else:
-            score = _score(value, references[reduction], **tolerances.value_tolerance(dtype, terms, mode, loss))
+            tol = tolerances.value_tolerance(dtype, terms, mode, loss, scale=_count(loss, scene, reduction))
+            score = _score(value, references[reduction], **tol)
         rows.append(_row(name, loss, formulation, mode, pass_, dtype, label, score))
         if gradient:
             rtol = tolerances.gradient_rtol(dtype, _gradient_terms(loss, scene), mode, loss)
-            score = tolerances.gradient_score(np.asarray(result[1], dtype=np.float64), references[f"grad_{reduction}"], rtol)
+            got = np.asarray(result[1], dtype=np.float64)
+            score = tolerances.gradient_score(got, references[f"grad_{reduction}"], rtol)
             rows.append(_row(name, loss, formulation, mode, pass_, dtype, f"grad_{reduction}", score))
     return rows
 
@@ -331,6 +334,16 @@ def _terms(loss: str, scene: Scene, reduction: str, value: np.ndarray) -> int:
     if reduction == "none":
         return max(1, entries // max(1, value.size)) if LOSSES[loss].user is not None else classes
     return entries if LOSSES[loss].user is not None else entries // classes
+
+
+def _count(loss: str, scene: Scene, reduction: str) -> int:
+    """How many per-pixel or per-image values a sum adds (1 for a mean): scales its absolute floor."""
+    if reduction != "sum":
+        return 1
+    if LOSSES[loss].user is None:
+        return scene.y_true.size // scene.y_true.shape[-1]
+    out = oracle.user_value(LOSSES[loss].user, scene.y_true[:1], scene.y_pred[:1], "none")
+    return max(1, np.size(out)) * scene.y_true.shape[0]
 
 
 def _gradient_terms(loss: str, scene: Scene) -> int:

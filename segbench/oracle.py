@@ -31,9 +31,9 @@ the precision of the float32 modes, not the loss's logic (:func:`independent` sa
 
 from __future__ import annotations
 
-import numpy as np
-
 from collections.abc import Iterator
+
+import numpy as np
 
 from segbench._constants import EPSILON, REDUCTIONS
 from segbench.validation import as_numpy
