@@ -31,6 +31,7 @@ the precision of the float32 modes, not the loss's logic (:func:`independent` sa
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -84,14 +85,36 @@ def user_value(user, y_true, y_pred, reduction: str = "mean", *, via: str | None
     y = as_numpy(y_true).astype(np.float64)
     p = as_numpy(y_pred).astype(np.float64)
     if (via or ("numpy" if user.numpy is not None else "tensorflow")) == "numpy":
-        out = np.asarray(user.numpy(y, p), dtype=np.float64)
+        with _naming(user, "numpy"):
+            out = np.asarray(user.numpy(y, p))
         user.check_output(out, p.shape, "numpy")
     else:
         import tensorflow as tf
 
-        out = tf.convert_to_tensor(user.call_tensorflow(tf.constant(y), tf.constant(p))).numpy().astype(np.float64)
+        with _naming(user, "TensorFlow"):
+            out = tf.convert_to_tensor(user.call_tensorflow(tf.constant(y), tf.constant(p)))
         user.check_output(out, p.shape, "TensorFlow")
+        out = out.numpy()
+    out = out.astype(np.float64)
     return _reduce(out, reduction) if reduction != "none" else out
+
+
+class UserLossError(ValueError):
+    """A registered loss's own code failed; the message names the loss and where it came from."""
+
+
+@contextlib.contextmanager
+def _naming(user, backend: str):
+    """Re-raise an exception from a user's code with the loss and its plugin named."""
+    try:
+        yield
+    except (UserLossError, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        first = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        raise UserLossError(
+            f"loss {user.name!r} ({user.origin or 'registered'}): its {backend} code raised {first}"
+        ) from error
 
 
 def user_gradient(user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None) -> np.ndarray:
@@ -100,7 +123,8 @@ def user_gradient(user, y_true, y_pred, reduction: str = "mean", *, via: str | N
     if (via or ("numpy" if user.numpy_gradient is not None else "tensorflow")) == "numpy":
         y = as_numpy(y_true).astype(np.float64)
         p = as_numpy(y_pred).astype(np.float64)
-        grad = np.asarray(user.numpy_gradient(y, p), dtype=np.float64)
+        with _naming(user, "numpy_gradient"):
+            grad = np.asarray(user.numpy_gradient(y, p), dtype=np.float64)
         if reduction == "mean":
             grad = grad / np.asarray(user.numpy(y, p)).size
         return grad
@@ -110,9 +134,12 @@ def user_gradient(user, y_true, y_pred, reduction: str = "mean", *, via: str | N
     p = tf.constant(as_numpy(y_pred).astype(np.float64))
     with tf.GradientTape() as tape:
         tape.watch(p)
-        out = tf.convert_to_tensor(user.call_tensorflow(y, p))
+        with _naming(user, "TensorFlow"):
+            out = tf.convert_to_tensor(user.call_tensorflow(y, p))
+        user.check_output(out, p.shape, "TensorFlow")
         target = tf.reduce_mean(out) if reduction == "mean" else tf.reduce_sum(out)
-    return tape.gradient(target, p).numpy()
+    # A value that does not depend on y_pred has no gradient path: its gradient is 0 everywhere.
+    return tape.gradient(target, p, unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy()
 
 
 def per_pixel_loss(loss: str, y_true, y_pred) -> np.ndarray:
