@@ -72,17 +72,23 @@ marginal cross-entropy; 8 u is twice the largest."""
 GRADIENT_FLOOR = 1.0
 MAP_FLOOR = 1.0
 LOSS_CONDITION: dict[str, dict[str, float]] = {
-    # 1 - 2I/S and 1 - TP/D: the ratio's error is absolute in the value (~0.1 at the benchmark's
-    # scene, so a relative tolerance alone is 9 times too small): the value is allowed rtol * (|v| + 1).
-    "soft_dice": {"value_floor": 1.0},
-    "tversky": {"value_floor": 1.0},
+    # 1 - 2I/S and 1 - TP/D: the ratio (~0.9) is rounded absolutely, and the value (~0.1 at the
+    # benchmark's scene) inherits that error: allowed rtol * (|v| + 0.25). Measured: Tversky in
+    # eager 1.7e-8 absolute (0.3 u), 0.55 of this; soft Dice in numpy 1.8e-9, 1/74 of it.
+    "soft_dice": {"value_floor": 0.25},
+    "tversky": {"value_floor": 0.25},
     # (1 - q)^2 log q for q near 1: 1 - q carries an absolute error of u, a relative one of u / (1 - q)
     # in the gradient; measured 6.9e-6 (115 u) in every mode, numpy included (conditioning, not a bug).
     "categorical_focal_crossentropy": {"gradient": 32.0, "value": 2.0},
 }
 """Losses whose own conditioning multiplies their float32 error (measured, docs/tolerances.md)."""
 MAX_SLACK = 100.0
-"""The goal: no measured row with a tolerance more than this many times its error."""
+"""The goal: no measured row with a tolerance more than this many times its error. It cannot hold
+for a row whose error is below LUCKY_ULPS * u: the rounding errors of a sum cancelled by chance
+(the marginal cross-entropy's pairwise mean at C=4 is 3.4e-9 off, 0.06 u, while the same
+summation is 4 u off on check's edge scene, whose repeated terms round alike); such rows are
+reported, not used to tighten the model."""
+LUCKY_ULPS = 0.1
 
 SUMMATION = {"numpy": "pairwise", "eager": "pairwise", "function": "pairwise", "xla": "sequential"}
 """How each mode sums a long reduction (see the module docstring); None or an unknown mode: the
