@@ -264,7 +264,7 @@ def _check_user_oracle(name: str, loss: str, user: Any, scene: Scene, dtype: str
         by_tensorflow = oracle.user_value(user, scene.y_true, scene.y_pred, reduction, via="tensorflow")
         terms = _terms(loss, scene, reduction, np.asarray(by_numpy))
         if reduction == "none":
-            rtol = tolerances.map_rtol(f64, terms)
+            rtol = tolerances.map_rtol(f64, terms, loss=loss)
             score = tolerances.map_score(np.asarray(by_tensorflow), np.asarray(by_numpy), rtol)
         else:
             tol = tolerances.value_tolerance(f64, terms, loss=loss, scale=_count(loss, scene, reduction))
@@ -273,7 +273,7 @@ def _check_user_oracle(name: str, loss: str, user: Any, scene: Scene, dtype: str
         if user.numpy_gradient is not None:
             by_numpy = oracle.user_gradient(user, scene.y_true, scene.y_pred, reduction, via="numpy")
             by_tensorflow = oracle.user_gradient(user, scene.y_true, scene.y_pred, reduction, via="tensorflow")
-            rtol = tolerances.gradient_rtol(f64, _gradient_terms(loss, scene))
+            rtol = tolerances.gradient_rtol(f64, _gradient_terms(loss, scene), loss=loss)
             score = tolerances.gradient_score(by_tensorflow, by_numpy, rtol)
             rows.append(_row(name, loss, "-", "numpy vs tensorflow", "-", dtype, f"float64 grad_{reduction}", score))
     return rows
@@ -326,7 +326,10 @@ def _check_implementation(
             rtol = tolerances.map_rtol(dtype, terms, mode, loss)
             score = tolerances.map_score(value, references[reduction], rtol)
         else:
-            tol = tolerances.value_tolerance(dtype, terms, mode, loss, scale=_count(loss, scene, reduction))
+            clipped = _clipped_fraction(loss, references)
+            tol = tolerances.value_tolerance(
+                dtype, terms, mode, loss, scale=_count(loss, scene, reduction), clipped=clipped
+            )
             score = _score(value, references[reduction], **tol)
         rows.append(_row(name, loss, formulation, mode, pass_, dtype, label, score))
         if gradient:
@@ -364,6 +367,16 @@ def _terms(loss: str, scene: Scene, reduction: str, value: np.ndarray) -> int:
     if reduction == "none":
         return max(1, entries // max(1, value.size)) if LOSSES[loss].user is not None else classes
     return entries if LOSSES[loss].user is not None else entries // classes
+
+
+def _clipped_fraction(loss: str, references) -> float:
+    """The fraction of segbench's per-pixel terms clipped at 1 - EPSILON (see tolerances.clip_error)."""
+    if LOSSES[loss].user is not None:
+        return 0.0
+    from segbench._constants import EPSILON
+
+    per_pixel = references["none"]
+    return float(np.mean(np.isclose(per_pixel, -np.log1p(-EPSILON), rtol=1e-9, atol=0)))
 
 
 def _count(loss: str, scene: Scene, reduction: str) -> int:
