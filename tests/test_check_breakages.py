@@ -92,7 +92,9 @@ def test_a_gradient_ten_tolerances_off_at_its_typical_entry_fails(table, monkeyp
     loss, scenario = "categorical_crossentropy", "binary_nonsquare"
     scene = {s.name: s for s in check.REFERENCE_SCENARIOS}[scenario].scene()
     original = segbench.losses_numpy._ce_gradient
-    rtol = tolerances.gradient_rtol("float32", scene.y_true.shape[-1], "numpy", loss)
+    # Fixed here, not read from segbench.tolerances: the model's u (8 + sqrt(log2 C)) at C=2.
+    rtol = 5.36e-7
+    assert tolerances.gradient_rtol("float32", scene.y_true.shape[-1], "numpy", loss) == pytest.approx(rtol, rel=0.01)
 
     def off(y_true, y_pred, p, scale):
         reduction = "sum" if scale == 1.0 else "mean"
@@ -104,4 +106,26 @@ def test_a_gradient_ten_tolerances_off_at_its_typical_entry_fails(table, monkeyp
     report = check.run_check(table, modes=["numpy"], formulations=["reference"], scenarios=[scenario], losses=[loss])
     bad = failing(report)
     assert set(bad["quantity"]) == {"grad_mean", "grad_sum", "grad_none"}
+    assert bad["x tolerance"].between(5, 20).all()
+
+
+def test_a_mean_ten_tolerances_off_fails(table, monkeypatch):
+    # A sum tolerance loosened to 4 u n (or x100) lets this pass: the model holds it to ten.
+    import segbench.losses_numpy
+
+    loss, scenario = "categorical_crossentropy", "binary_nonsquare"
+    # Fixed here, not read from segbench.tolerances (a loosened module would loosen it too): ten
+    # times the model's u (1.5 + sqrt(log2 n)) = 3.0e-7 at n = 2 x 48 x 80 = 7680 pixels.
+    rtol = 3.0e-7
+    assert tolerances.value_tolerance("float32", 7680, "numpy", loss)["rtol"] == pytest.approx(rtol, rel=0.02)
+    original = segbench.losses_numpy.reduce
+
+    def off(per_pixel, reduction):
+        out = original(per_pixel, reduction)
+        return out * out.dtype.type(1 + 10 * rtol) if reduction == "mean" else out
+
+    monkeypatch.setattr(segbench.losses_numpy, "reduce", off)
+    report = check.run_check(table, modes=["numpy"], formulations=["reference"], scenarios=[scenario], losses=[loss])
+    bad = failing(report)
+    assert set(bad["quantity"]) == {"mean"}
     assert bad["x tolerance"].between(5, 20).all()
