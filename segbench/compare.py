@@ -462,7 +462,7 @@ def brief(frame: pd.DataFrame) -> str:
         return "\n".join([*lines, "no forward cell ran: see segbench compare RUN"])
     both = speedup_table(frame, "forward+backward")
     compile_ = compile_table(frame)
-    key = ["loss", "formulation", "batch", "resolution"]
+    key = ["loss", "formulation", "batch", "resolution", "classes", "dtype"]  # one row per cell of a multi-dtype run
     with_grad = both.set_index(key)["xla x"] if "xla x" in both else pd.Series(dtype=float)
     pays = compile_[compile_["pass"] == "forward"].set_index(key) if len(compile_) else pd.DataFrame()
     rows = []
@@ -471,7 +471,9 @@ def brief(frame: pd.DataFrame) -> str:
         rows.append(
             {
                 "loss": f"{tables.short_loss(row['loss'])}/{row['formulation'][:3]}",
-                "shape": tables.shape_label(row["batch"], *row["resolution"].split("x")),
+                "shape": tables.shape_label(row["batch"], *row["resolution"].split("x"))
+                + (f" c{row['classes']}" if forward["classes"].nunique() > 1 else "")
+                + (f" {row['dtype']}" if forward["dtype"].nunique() > 1 else ""),
                 "fastest": row["best"],
                 "time": human_time(row["best ms"] / 1e3),
                 "XLA x": _one_decimal(row.get("xla x", math.nan)),

@@ -16,14 +16,33 @@ definitions, independent of the seed-faithful and fused implementations:
 
 The per-pixel loss is ``-weight * log(clip(score, EPSILON, 1 - EPSILON))``; the gradient passes
 through the clip where ``EPSILON <= score <= 1 - EPSILON``, as ``tf.clip_by_value`` does.
+
+Any shape: :func:`loss_value` and :func:`gradient_chunks` work on a few images at a time, so that
+the float64 copies and temporaries stay within the size of the inputs themselves (``segbench run``
+computes the oracle of every shape it times, batch 16 at 512x512 and C=32 included). Every loss
+here, and every per-image or per-pixel user loss, is separable by image; a user loss that returns
+one scalar for the batch is evaluated whole.
+
+A user loss with a numpy reference and a ``numpy_gradient`` (the standard losses: analytic
+gradients written from their definitions in :mod:`segbench.standard`) has an oracle independent of
+its TensorFlow code. Without them the oracle is the TensorFlow code itself in float64: it checks
+the precision of the float32 modes, not the loss's logic (:func:`independent` says which).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 
 from segbench._constants import EPSILON, REDUCTIONS
 from segbench.validation import as_numpy
+
+TEMPORARIES = 6
+"""float64 arrays of an input's size alive at once while a chunk is evaluated (two inputs, the
+scored mask and products, the gradient): a chunk holds as many images as keep TEMPORARIES * 8
+bytes per element within the inputs' own bytes (at least one image)."""
 
 ORACLE_LOSSES = ("categorical_crossentropy", "missing_annotation_crossentropy", "marginal_crossentropy")
 
@@ -66,27 +85,61 @@ def user_value(user, y_true, y_pred, reduction: str = "mean", *, via: str | None
     y = as_numpy(y_true).astype(np.float64)
     p = as_numpy(y_pred).astype(np.float64)
     if (via or ("numpy" if user.numpy is not None else "tensorflow")) == "numpy":
-        out = np.asarray(user.numpy(y, p), dtype=np.float64)
+        with _naming(user, "numpy"):
+            out = np.asarray(user.numpy(y, p))
         user.check_output(out, p.shape, "numpy")
     else:
         import tensorflow as tf
 
-        out = tf.convert_to_tensor(user.call_tensorflow(tf.constant(y), tf.constant(p))).numpy().astype(np.float64)
+        with _naming(user, "TensorFlow"):
+            out = tf.convert_to_tensor(user.call_tensorflow(tf.constant(y), tf.constant(p)))
         user.check_output(out, p.shape, "TensorFlow")
+        out = out.numpy()
+    out = out.astype(np.float64)
     return _reduce(out, reduction) if reduction != "none" else out
 
 
-def user_gradient(user, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
-    """The gradient of a registered loss, float64, by tf.GradientTape over its TensorFlow function."""
+class UserLossError(ValueError):
+    """A registered loss's own code failed; the message names the loss and where it came from."""
+
+
+@contextlib.contextmanager
+def _naming(user, backend: str):
+    """Re-raise an exception from a user's code with the loss and its plugin named."""
+    try:
+        yield
+    except (UserLossError, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        first = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        raise UserLossError(
+            f"loss {user.name!r} ({user.origin or 'registered'}): its {backend} code raised {first}"
+        ) from error
+
+
+def user_gradient(user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None) -> np.ndarray:
+    """The gradient of a registered loss, float64: its ``numpy_gradient`` when it has one (or
+    ``via="numpy"``), else (or ``via="tensorflow"``) tf.GradientTape over its TensorFlow function."""
+    if (via or ("numpy" if user.numpy_gradient is not None else "tensorflow")) == "numpy":
+        y = as_numpy(y_true).astype(np.float64)
+        p = as_numpy(y_pred).astype(np.float64)
+        with _naming(user, "numpy_gradient"):
+            grad = np.asarray(user.numpy_gradient(y, p), dtype=np.float64)
+        if reduction == "mean":
+            grad = grad / np.asarray(user.numpy(y, p)).size
+        return grad
     import tensorflow as tf
 
     y = tf.constant(as_numpy(y_true).astype(np.float64))
     p = tf.constant(as_numpy(y_pred).astype(np.float64))
     with tf.GradientTape() as tape:
         tape.watch(p)
-        out = tf.convert_to_tensor(user.call_tensorflow(y, p))
+        with _naming(user, "TensorFlow"):
+            out = tf.convert_to_tensor(user.call_tensorflow(y, p))
+        user.check_output(out, p.shape, "TensorFlow")
         target = tf.reduce_mean(out) if reduction == "mean" else tf.reduce_sum(out)
-    return tape.gradient(target, p).numpy()
+    # A value that does not depend on y_pred has no gradient path: its gradient is 0 everywhere.
+    return tape.gradient(target, p, unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy()
 
 
 def per_pixel_loss(loss: str, y_true, y_pred) -> np.ndarray:
@@ -96,20 +149,85 @@ def per_pixel_loss(loss: str, y_true, y_pred) -> np.ndarray:
     return -weight * np.log(np.clip(score, EPSILON, 1.0 - EPSILON))
 
 
-def loss_value(loss: str, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
-    """The loss reduced as asked: a float64 scalar for mean/sum, the (N, H, W) map for none."""
+def independent(loss: str) -> bool:
+    """Whether the oracle of ``loss`` is independent of its TensorFlow code (value and gradient)."""
     user = _user(loss)
-    if user is not None:
+    return user is None or (user.numpy is not None and user.numpy_gradient is not None)
+
+
+def images_per_chunk(y_pred) -> int:
+    """Images per chunk: their float64 temporaries within the size of the two inputs."""
+    n = max(1, np.shape(y_pred)[0])
+    per_image = TEMPORARIES * 8 * (np.size(y_pred) // n)
+    inputs = 2 * np.size(y_pred) * np.dtype(getattr(y_pred, "dtype", np.float64)).itemsize
+    return int(max(1, min(n, inputs // per_image)))
+
+
+def chunks(y_pred, size: int | None = None) -> list[slice]:
+    """Slices of the batch axis, ``size`` images each (default :func:`images_per_chunk`)."""
+    n = np.shape(y_pred)[0]
+    size = size or images_per_chunk(y_pred)
+    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def _per_image_user(user, y_true, y_pred) -> bool:
+    """A user loss may be evaluated image by image when its output has the batch axis."""
+    first = slice(0, 1)
+    return np.ndim(user_value(user, y_true[first], y_pred[first], "none")) > 0
+
+
+def loss_value(loss: str, y_true, y_pred, reduction: str = "mean", *, chunk: int | None = None) -> np.ndarray:
+    """The loss reduced as asked: a float64 scalar for mean/sum, the (N, H, W) map for none;
+    computed a chunk of images at a time (see the module docstring)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    user = _user(loss)
+    if user is not None and not _per_image_user(user, y_true, y_pred):
         return user_value(user, y_true, y_pred, reduction)
-    per_pixel = per_pixel_loss(loss, y_true, y_pred)
-    return _reduce(per_pixel, reduction)
+    parts, count = [], 0
+    for part in chunks(y_pred, chunk):
+        if user is not None:
+            out = np.asarray(user_value(user, y_true[part], y_pred[part], "none"), dtype=np.float64)
+        else:
+            out = per_pixel_loss(loss, y_true[part], y_pred[part])
+        count += out.size
+        parts.append(out if reduction == "none" else np.float64(out.sum()))
+    if reduction == "none":
+        return np.concatenate(parts)
+    total = np.float64(np.sum(parts))
+    return total / count if reduction == "mean" else total
+
+
+def gradient_chunks(
+    loss: str, y_true, y_pred, reduction: str = "mean", *, chunk: int | None = None
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """(images, their gradient) a chunk at a time: the gradient of the whole batch's loss (a mean
+    divides by the whole batch's count), float64, without the whole float64 gradient in memory."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    user = _user(loss)
+    if user is not None and not _per_image_user(user, y_true, y_pred):
+        yield slice(0, np.shape(y_pred)[0]), user_gradient(user, y_true, y_pred, reduction)
+        return
+    n = np.shape(y_pred)[0]
+    for part in chunks(y_pred, chunk):
+        images = part.stop - part.start
+        if user is not None:
+            grad = user_gradient(user, y_true[part], y_pred[part], reduction)
+        else:
+            grad = _builtin_gradient(loss, y_true[part], y_pred[part], reduction)
+        yield part, grad * (images / n) if reduction == "mean" else grad  # a chunk's mean is over its images
 
 
 def gradient(loss: str, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
     """d(loss)/d(y_pred), float64, shape (N, H, W, C); for reduction none, of the map's sum."""
-    user = _user(loss)
-    if user is not None:
-        return user_gradient(user, y_true, y_pred, reduction)
+    out = np.empty(np.shape(y_pred), dtype=np.float64)
+    for part, grad in gradient_chunks(loss, y_true, y_pred, reduction):
+        out[part] = grad
+    return out
+
+
+def _builtin_gradient(loss: str, y_true, y_pred, reduction: str) -> np.ndarray:
     _, p, scored, weight = _prepare(loss, y_true, y_pred)
     score = (p * scored).sum(axis=-1)
     passes = (score >= EPSILON) & (score <= 1.0 - EPSILON)

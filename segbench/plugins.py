@@ -101,3 +101,67 @@ def _tag(names: set[str], origin: str) -> None:
         spec = LOSSES[name]
         if spec.user is not None and not spec.user.origin:
             LOSSES[name] = dataclasses.replace(spec, user=dataclasses.replace(spec.user, origin=f"plugin {origin}"))
+
+
+def origin_of(loss: str) -> str:
+    """Where a loss comes from, for messages: its plugin, or segbench itself."""
+    from segbench.registry import LOSSES
+
+    spec = LOSSES.get(loss)
+    if spec is None or spec.user is None:
+        return "built into segbench"
+    return spec.user.origin or "registered in-process"
+
+
+class UserCodeDiedError(RuntimeError):
+    """The process running a loss's code died (os._exit, a segfault, a kill); names the losses."""
+
+
+def _child_init() -> None:  # pragma: no cover - runs in the child
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    load_all(export=False)
+
+
+def run_isolated(task, groups: list[tuple[str, ...]], *args):
+    """``task(group, *args)`` for each group of losses in a child process (user code can call
+    os._exit or crash the interpreter: segbench must survive it, as ``segbench run`` does with its
+    workers). Yields ``(group, result)``, or ``(group, UserCodeDiedError)`` for a group whose process
+    died, and goes on with the next group in a fresh process. Plugins reach the child through
+    $SEGBENCH_PLUGINS (load_all exports them)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    pool = None
+    try:
+        for group in groups:
+            if pool is None:
+                pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init)
+            try:
+                yield group, pool.submit(task, group, *args).result()
+            except BrokenProcessPool:
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = None
+                names = ", ".join(f"{loss} ({origin_of(loss)})" for loss in group)
+                yield (
+                    group,
+                    UserCodeDiedError(
+                        f"the process evaluating loss {names} died (os._exit, a segfault or a kill): "
+                        "its code ended the interpreter; the other losses went on in a fresh process"
+                    ),
+                )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def loss_groups(losses) -> list[tuple[str, ...]]:
+    """segbench's own losses together, each user loss alone (so that one crash costs one loss)."""
+    from segbench.registry import LOSSES
+
+    losses = list(losses)
+    own = tuple(loss for loss in losses if LOSSES[loss].user is None)
+    return ([own] if own else []) + [(loss,) for loss in losses if LOSSES[loss].user is not None]

@@ -75,3 +75,26 @@ def test_gradient_matches_finite_differences():
 def test_unknown_loss_lists_valid_ones():
     with pytest.raises(ValueError, match="categorical_crossentropy"):
         oracle.loss_value("dice", *tiny())
+
+
+def test_the_oracle_in_chunks_is_the_oracle_whole():
+    from segbench import plugins
+
+    plugins.load_all(export=False)
+    from segbench.scenes import make_scene
+
+    scene = make_scene(5, 16, 12, 4, missing=2)
+    for loss in ("marginal_crossentropy", "soft_dice", "categorical_focal_crossentropy"):
+        for reduction in ("mean", "sum", "none"):
+            whole = oracle.loss_value(loss, scene.y_true, scene.y_pred, reduction, chunk=5)
+            np.testing.assert_allclose(oracle.loss_value(loss, scene.y_true, scene.y_pred, reduction, chunk=2), whole)
+            [(_, whole_grad)] = list(oracle.gradient_chunks(loss, scene.y_true, scene.y_pred, reduction, chunk=5))
+            for part, grad in oracle.gradient_chunks(loss, scene.y_true, scene.y_pred, reduction, chunk=2):
+                np.testing.assert_allclose(grad, whole_grad[part], rtol=1e-13, atol=1e-300)
+
+
+def test_a_chunk_of_float64_work_stays_within_the_inputs_size():
+    y_pred = np.zeros((16, 64, 64, 4), dtype=np.float32)
+    images = oracle.images_per_chunk(y_pred)
+    assert 1 <= images < 16
+    assert oracle.TEMPORARIES * 8 * images * y_pred[0].size <= 2 * y_pred.nbytes

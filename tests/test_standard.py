@@ -56,3 +56,24 @@ def test_the_keras_peer_is_the_standard_loss(scene):
     peer = float(segbench.loss_fn("keras_categorical_crossentropy", "xla")(scene.y_true, scene.y_pred))
     ours = float(segbench.loss_fn("categorical_crossentropy", "xla", formulation="fused")(scene.y_true, scene.y_pred))
     assert peer == pytest.approx(ours, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", list(PEERS))
+def test_each_analytic_gradient_matches_finite_differences(name):
+    # The independent oracle (issue 17 item 2): numpy's gradient, written from the definitions.
+    from segbench import oracle
+
+    scene = segbench.make_scene(2, 5, 4, 3, missing=1)
+    y_true, y_pred = scene.y_true.astype(np.float64), scene.y_pred.astype(np.float64)
+    grad = oracle.gradient(name, y_true, y_pred, "sum")
+    numeric = np.zeros_like(grad)
+    step = 1e-7
+    for index in np.ndindex(y_pred.shape):
+        up, down = y_pred.copy(), y_pred.copy()
+        up[index] += step
+        down[index] -= step
+        numeric[index] = (oracle.loss_value(name, y_true, up, "sum") - oracle.loss_value(name, y_true, down, "sum")) / (
+            2 * step
+        )
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
+    assert oracle.independent(name)
