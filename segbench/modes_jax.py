@@ -13,6 +13,8 @@ import jax.numpy as jnp
 from segbench._constants import compute_dtype
 
 jax.config.update("jax_enable_x64", True)
+# No persistent compilation cache (JAX_COMPILATION_CACHE_DIR): compile time must be real, as for TensorFlow.
+jax.config.update("jax_enable_compilation_cache", False)
 
 
 def dtype_name(x: Any) -> str:

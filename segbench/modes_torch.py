@@ -6,12 +6,26 @@ backward, as in a training step. Importing this module imports PyTorch."""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
 from segbench._constants import compute_dtype
+
+# No on-disk caches of compiled graphs (Inductor's FX graph and AOTAutograd caches, on by default):
+# torch.compile's first call must compile, as XLA's does, for compile_s to be real.
+with contextlib.suppress(Exception):
+    import torch._inductor.config as _inductor_config
+
+    _inductor_config.fx_graph_cache = False
+    _inductor_config.autotune_local_cache = False
+    torch._functorch.config.enable_autograd_cache = False
+
+# Keras' dtype lattice is an lru_cache'd function; Dynamo traces through it and warns once per process.
+warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
 
 
 def dtype_name(x: Any) -> str:

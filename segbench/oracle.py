@@ -60,14 +60,33 @@ def _user(loss: str):
     return spec.user if spec is not None else None
 
 
-def user_value(user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None) -> np.ndarray:
+def _float64_backend(user, backend: str | None) -> str:
+    """Where a registered loss's float64 oracle runs when it has no numpy reference: TensorFlow as
+    before backends, or (``backend`` jax or torch, in that backend's worker, which has no TensorFlow)
+    that backend itself, in float64: then it checks precision, not logic."""
+    if backend in ("jax", "torch"):
+        return backend
+    return "tensorflow" if user.function("tensorflow") is not None else (backend or "tensorflow")
+
+
+def user_value(
+    user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None, backend: str | None = None
+) -> np.ndarray:
     """A registered loss in float64: its numpy reference if it has one (or ``via="numpy"``), else
-    (or ``via="tensorflow"``) its TensorFlow function run eagerly in float64."""
+    (or ``via="tensorflow"``) its TensorFlow function run eagerly in float64; in a JAX or PyTorch
+    worker (``backend``) that backend's function in float64."""
     y = as_numpy(y_true).astype(np.float64)
     p = as_numpy(y_pred).astype(np.float64)
-    if (via or ("numpy" if user.numpy is not None else "tensorflow")) == "numpy":
+    via = via or ("numpy" if user.numpy is not None else _float64_backend(user, backend))
+    if via == "numpy":
         out = np.asarray(user.numpy(y, p), dtype=np.float64)
         user.check_output(out, p.shape, "numpy")
+    elif via in ("jax", "torch"):
+        import importlib
+
+        module = importlib.import_module(f"segbench.modes_{via}")
+        out, _ = module.float64_value_and_gradient(lambda a, b: user.call(via, a, b), y, p, "sum")
+        user.check_output(out, p.shape, via)
     else:
         import tensorflow as tf
 
@@ -76,8 +95,16 @@ def user_value(user, y_true, y_pred, reduction: str = "mean", *, via: str | None
     return _reduce(out, reduction) if reduction != "none" else out
 
 
-def user_gradient(user, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
-    """The gradient of a registered loss, float64, by tf.GradientTape over its TensorFlow function."""
+def user_gradient(user, y_true, y_pred, reduction: str = "mean", *, backend: str | None = None) -> np.ndarray:
+    """The gradient of a registered loss, float64, by tf.GradientTape over its TensorFlow function
+    (``backend`` jax or torch: by jax.grad or torch.autograd over that backend's function)."""
+    via = _float64_backend(user, backend)
+    if via in ("jax", "torch"):
+        import importlib
+
+        module = importlib.import_module(f"segbench.modes_{via}")
+        y, p = as_numpy(y_true).astype(np.float64), as_numpy(y_pred).astype(np.float64)
+        return module.float64_value_and_gradient(lambda a, b: user.call(via, a, b), y, p, reduction)[1]
     import tensorflow as tf
 
     y = tf.constant(as_numpy(y_true).astype(np.float64))
@@ -96,20 +123,21 @@ def per_pixel_loss(loss: str, y_true, y_pred) -> np.ndarray:
     return -weight * np.log(np.clip(score, EPSILON, 1.0 - EPSILON))
 
 
-def loss_value(loss: str, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
-    """The loss reduced as asked: a float64 scalar for mean/sum, the (N, H, W) map for none."""
+def loss_value(loss: str, y_true, y_pred, reduction: str = "mean", *, backend: str | None = None) -> np.ndarray:
+    """The loss reduced as asked: a float64 scalar for mean/sum, the (N, H, W) map for none.
+    ``backend``: where a registered loss without a numpy reference is run in float64 (see user_value)."""
     user = _user(loss)
     if user is not None:
-        return user_value(user, y_true, y_pred, reduction)
+        return user_value(user, y_true, y_pred, reduction, backend=backend)
     per_pixel = per_pixel_loss(loss, y_true, y_pred)
     return _reduce(per_pixel, reduction)
 
 
-def gradient(loss: str, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
+def gradient(loss: str, y_true, y_pred, reduction: str = "mean", *, backend: str | None = None) -> np.ndarray:
     """d(loss)/d(y_pred), float64, shape (N, H, W, C); for reduction none, of the map's sum."""
     user = _user(loss)
     if user is not None:
-        return user_gradient(user, y_true, y_pred, reduction)
+        return user_gradient(user, y_true, y_pred, reduction, backend=backend)
     _, p, scored, weight = _prepare(loss, y_true, y_pred)
     score = (p * scored).sum(axis=-1)
     passes = (score >= EPSILON) & (score <= 1.0 - EPSILON)

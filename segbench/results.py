@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: backend, backend_version (tables of 1-3 load: backend from the mode)
 
 KEY_COLUMNS = ("loss", "formulation", "mode", "pass", "batch", "height", "width", "classes", "dtype")
 """What identifies a cell within a run."""
@@ -59,6 +59,8 @@ SCHEMA: dict[str, str] = {
     "loss": "string",
     "formulation": "string",
     "mode": "string",
+    "backend": "string",  # the library that ran the mode: numpy | tensorflow | jax | torch
+    "backend_version": "string",  # its version (and Keras' where Keras was imported), e.g. "0.10.2 (jaxlib ...)"
     "pass": "string",  # forward | forward+backward
     "batch": "Int64",
     "height": "Int64",
@@ -149,6 +151,11 @@ def aggregate_visits(frame: pd.DataFrame) -> pd.DataFrame:
 def conform(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns in schema order with schema dtypes; missing columns filled with NA."""
     frame = frame.copy()
+    if "mode" in frame and ("backend" not in frame or frame["backend"].isna().any()):
+        from segbench.registry import MODES  # tables before schema 4: the mode says the backend
+
+        derived = frame["mode"].map(lambda m: MODES[m].backend if m in MODES else None)
+        frame["backend"] = frame["backend"].fillna(derived) if "backend" in frame else derived
     for column, dtype in SCHEMA.items():
         if column not in frame:
             frame[column] = None
