@@ -62,7 +62,8 @@ class UserLoss:
         keras_fn = self.keras if backend in KERAS_BACKENDS else None
         if formulation == "keras":
             return keras_fn
-        return self.native(backend) or (keras_fn if formulation in self.formulations else None)
+        # reference falls back on the keras.ops function only when that is not a formulation of its own
+        return self.native(backend) or (keras_fn if self.formulations == ("reference",) else None)
 
     def call(self, backend: str, y_true: Any, y_pred: Any, formulation: str = "reference") -> Any:
         """The user's output on ``backend``, unreduced (a keras Loss: its ``call``, before reduction)."""

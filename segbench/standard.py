@@ -20,7 +20,10 @@ Definitions (each per image n, over its pixels and classes; eps = 1e-7, Keras' `
   first dividing p by its row sum, which is 1 for a softmax.
 
 Each has a numpy reference (the float64 oracle) and a TensorFlow implementation written here;
-``tests/test_standard.py`` checks both against Keras where the definitions coincide.
+``tests/test_standard.py`` checks both against Keras where the definitions coincide. Keras' own
+``Dice``, ``Tversky`` and ``CategoricalFocalCrossentropy`` are their ``keras`` formulation, and Keras'
+``CategoricalCrossentropy`` is all of ``keras_categorical_crossentropy``: they run on every Keras
+backend (TensorFlow, JAX, PyTorch), held to the same numpy references.
 """
 
 from __future__ import annotations
@@ -79,21 +82,37 @@ def focal_tensorflow(y_true, y_pred):
 
 
 @functools.cache
-def _keras_cce(dtype: str):
+def _keras_loss(name: str, dtype: str):
     import keras
 
     # In the inputs' dtype: by default a Keras loss computes in its float32 policy, float64 inputs too.
-    return keras.losses.CategoricalCrossentropy(reduction=None, dtype=dtype)
+    options = {"axis": _IMAGE_AXES} if name in ("Dice", "Tversky") else {}
+    if name == "Tversky":
+        options.update(alpha=ALPHA_TVERSKY, beta=BETA_TVERSKY)
+    return getattr(keras.losses, name)(reduction=None, dtype=dtype, **options)
 
 
-def keras_categorical_crossentropy(y_true, y_pred):
-    return _keras_cce(y_pred.dtype.name)(y_true, y_pred)
+def _keras(name: str):
+    """Keras' own loss ``name`` on whichever Keras backend this process runs (built on first use,
+    so that registering imports no Keras)."""
+
+    def loss(y_true, y_pred):
+        import keras
+
+        return _keras_loss(name, keras.backend.standardize_dtype(y_pred.dtype))(y_true, y_pred)
+
+    loss.__name__ = f"keras_{name}"
+    return loss
+
+
+keras_categorical_crossentropy = _keras("CategoricalCrossentropy")
 
 
 register_loss(
     "soft_dice",
     soft_dice_tensorflow,
     numpy=soft_dice_numpy,
+    keras=_keras("Dice"),
     description="1 - 2 sum(y p) / (sum y + sum p + eps) per image (keras.losses.Dice, axis=(1, 2, 3))",
     origin="segbench.standard",
 )
@@ -101,6 +120,7 @@ register_loss(
     "tversky",
     tversky_tensorflow,
     numpy=tversky_numpy,
+    keras=_keras("Tversky"),
     description="1 - TP / (TP + 0.5 missed + 0.5 spurious + eps) per image (keras.losses.Tversky)",
     origin="segbench.standard",
 )
@@ -108,12 +128,13 @@ register_loss(
     "categorical_focal_crossentropy",
     focal_tensorflow,
     numpy=focal_numpy,
+    keras=_keras("CategoricalFocalCrossentropy"),
     description="-sum_c 0.25 (1 - q_c)^2 y_c log q_c per pixel (keras.losses.CategoricalFocalCrossentropy)",
     origin="segbench.standard",
 )
 register_loss(
     "keras_categorical_crossentropy",
-    keras_categorical_crossentropy,
+    keras=keras_categorical_crossentropy,
     description="Keras' own CategoricalCrossentropy: the peer of segbench's categorical_crossentropy",
     origin="segbench.standard",
 )
