@@ -15,6 +15,7 @@ y_pred, reduction)`` and returns the reduced value; gradients come from the mode
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,8 @@ from segbench._constants import EPSILON, REDUCTIONS
 
 def reduce(per_pixel: Any, reduction: str) -> Any:
     if reduction == "mean":
-        return ops.mean(per_pixel)
+        # sum / count, not ops.mean: Keras' JAX backend takes float64's mean in float32 (Keras 3.15)
+        return ops.divide(ops.sum(per_pixel), ops.cast(math.prod(per_pixel.shape), per_pixel.dtype))
     if reduction == "sum":
         return ops.sum(per_pixel)
     if reduction == "none":
@@ -35,8 +37,11 @@ def reduce(per_pixel: Any, reduction: str) -> Any:
 
 def clip(y_pred: Any) -> Any:
     """clip(y_pred, EPSILON, 1 - EPSILON); its gradient is 1 within the bounds (included), else 0."""
-    passes = ops.logical_and(ops.greater_equal(y_pred, EPSILON), ops.less_equal(y_pred, 1.0 - EPSILON))
-    return ops.where(passes, y_pred, ops.stop_gradient(ops.clip(y_pred, EPSILON, 1.0 - EPSILON)))
+    # The bounds in the inputs' dtype: Keras turns a Python float into a float32 tensor on some
+    # backends, which in float64 would clip at float32's 1 - 1e-7 (0.99999988) instead.
+    low, high = ops.cast(EPSILON, y_pred.dtype), ops.cast(1.0 - EPSILON, y_pred.dtype)
+    passes = ops.logical_and(ops.greater_equal(y_pred, low), ops.less_equal(y_pred, high))
+    return ops.where(passes, y_pred, ops.stop_gradient(ops.minimum(ops.maximum(y_pred, low), high)))
 
 
 def present_classes(y_true: Any) -> Any:

@@ -68,9 +68,20 @@ class UserLoss:
     def call(self, backend: str, y_true: Any, y_pred: Any, formulation: str = "reference") -> Any:
         """The user's output on ``backend``, unreduced (a keras Loss: its ``call``, before reduction)."""
         fn = self.function(backend, formulation)
+        uses_keras = fn is self.keras
         if _is_keras_loss(fn):
             fn = fn.call
-        return fn(y_true, y_pred)
+        try:
+            return fn(y_true, y_pred)
+        except Exception as error:  # an op the backend lacks: say which backend, keep the op's message
+            how = "keras.ops function" if uses_keras else "function"
+            message = f"loss {self.name!r}: its {how} failed on the {BACKEND_LABELS[backend]} backend: "
+            message += f"{type(error).__name__}: {error}"
+            try:
+                raised = type(error)(message)
+            except Exception:
+                raised = RuntimeError(message)
+            raise raised from error
 
     def call_tensorflow(self, y_true: Any, y_pred: Any) -> Any:
         """The user's TensorFlow output, unreduced (a keras Loss: its ``call``, before reduction)."""
@@ -101,17 +112,9 @@ class UserLoss:
         """``(y_true, y_pred, reduction)`` on ``backend`` (tensorflow, jax, torch): the user's
         function, its output checked (shape, dtype: an error naming the backend), then reduced."""
         label = BACKEND_LABELS[backend]
-        uses_keras = self.native(backend) is None or formulation == "keras"
 
         def implementation(y_true: Any, y_pred: Any, reduction: str = "mean") -> Any:
-            try:
-                out = self.call(backend, y_true, y_pred, formulation)
-            except Exception as error:
-                how = "keras.ops function" if uses_keras else "function"
-                raise type(error)(
-                    f"loss {self.name!r}: its {how} failed on the {label} backend: {type(error).__name__}: {error}"
-                ) from error
-            out = _as_tensor(backend, out)
+            out = _as_tensor(backend, self.call(backend, y_true, y_pred, formulation))
             self.check_output(out, tuple(y_pred.shape), label)
             if reduction == "mean":
                 return out.mean() if backend != "tensorflow" else _tf_reduce(out, "mean")
