@@ -69,6 +69,12 @@ def _float64_backend(user, backend: str | None) -> str:
     return "tensorflow" if user.function("tensorflow") is not None else (backend or "tensorflow")
 
 
+def _on(user, backend: str):
+    """The registered loss's function on ``backend``: its native one, else its keras.ops one."""
+    formulation = "reference" if user.function(backend, "reference") is not None else "keras"
+    return lambda y_true, y_pred: user.call(backend, y_true, y_pred, formulation)
+
+
 def user_value(
     user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None, backend: str | None = None
 ) -> np.ndarray:
@@ -85,7 +91,7 @@ def user_value(
         import importlib
 
         module = importlib.import_module(f"segbench.modes_{via}")
-        out, _ = module.float64_value_and_gradient(lambda a, b: user.call(via, a, b), y, p, "sum")
+        out, _ = module.float64_value_and_gradient(_on(user, via), y, p, "sum")
         user.check_output(out, p.shape, via)
     else:
         import tensorflow as tf
@@ -104,7 +110,7 @@ def user_gradient(user, y_true, y_pred, reduction: str = "mean", *, backend: str
 
         module = importlib.import_module(f"segbench.modes_{via}")
         y, p = as_numpy(y_true).astype(np.float64), as_numpy(y_pred).astype(np.float64)
-        return module.float64_value_and_gradient(lambda a, b: user.call(via, a, b), y, p, reduction)[1]
+        return module.float64_value_and_gradient(_on(user, via), y, p, reduction)[1]
     import tensorflow as tf
 
     y = tf.constant(as_numpy(y_true).astype(np.float64))

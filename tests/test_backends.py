@@ -46,7 +46,7 @@ CHECK = textwrap.dedent(
             loss, formulation = name.split(":")
             for reduction in reductions:
                 expected = oracle.loss_value(loss, s.y_true, s.y_pred, reduction)
-                expected_grad = oracle.gradient(loss, s.y_true, s.y_pred, reduction)
+                expected_grad = oracle.gradient(loss, s.y_true, s.y_pred, reduction, backend=backend)
                 for gradient in (False, True):
                     fn = segbench.loss_fn(loss, mode, formulation=formulation, reduction=reduction, gradient=gradient)
                     out = fn(s.y_true, s.y_pred)
