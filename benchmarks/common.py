@@ -2,9 +2,9 @@
 
 Params come from the one sweep definition (``segbench.sweep``); ``SEGBENCH_PROFILE`` picks the
 profile (default: "default"; ``backends`` and ``tiny`` have the JAX and PyTorch modes, whose
-``mode`` param names the backend: jax, jax-jit, torch, torch-compile). TensorFlow is imported here, once, so that asv's forkserver keeps a
-warm import for every benchmark process; importing it does not initialise its runtime, which
-happens in each forked process's setup.
+``mode`` param names the backend: jax, jax-jit, torch, torch-compile). TensorFlow is imported
+here, once, so that asv's forkserver keeps a warm import for every benchmark process; importing it
+does not initialise its runtime, which happens in each forked process's setup.
 """
 
 from __future__ import annotations

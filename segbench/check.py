@@ -36,7 +36,7 @@ import pandas as pd
 
 from segbench import oracle
 from segbench._constants import REDUCTIONS, tolerance
-from segbench.registry import FORMULATIONS, LOSSES, MODES, builtin_losses, loss_fn, unsupported
+from segbench.registry import FORMULATIONS, LOSSES, MODES, builtin_losses, loss_fn, not_here, unsupported
 from segbench.scenes import REFERENCE_SCENARIOS, Scenario, Scene
 from segbench.sweep import PASSES
 
@@ -201,7 +201,9 @@ def run_check(
                     if scenario.dtype not in MODES[mode].dtypes:
                         continue
                     for pass_ in PASSES:
-                        if unsupported(loss, formulation, mode, pass_ == "forward+backward"):
+                        if unsupported(loss, formulation, mode, pass_ == "forward+backward") or not_here(
+                            loss, formulation, mode
+                        ):
                             continue
                         rows.extend(_check_implementation(name, scene, loss, formulation, mode, pass_, references))
     return pd.DataFrame(rows)

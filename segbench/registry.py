@@ -249,7 +249,9 @@ MODES: dict[str, Mode] = {
         Mode("jax", "jax", "JAX eager, op by op (Keras jit_compile=False)", _TF_DTYPES),
         Mode("jax-jit", "jax", "jax.jit: XLA (Keras jit_compile=True)", _TF_DTYPES, jit_compile=True),
         Mode("torch", "torch", "PyTorch eager (Keras jit_compile=False)", _TF_DTYPES),
-        Mode("torch-compile", "torch", "torch.compile: Inductor (Keras jit_compile=True)", _TF_DTYPES, jit_compile=True),
+        Mode(
+            "torch-compile", "torch", "torch.compile: Inductor (Keras jit_compile=True)", _TF_DTYPES, jit_compile=True
+        ),
     )
 }
 TENSORFLOW_MODES = tuple(name for name, mode in MODES.items() if mode.backend in ("numpy", "tensorflow"))
@@ -405,6 +407,18 @@ def unsupported(loss: str, formulation: str, mode: str, gradient: bool) -> str |
             f"loss {loss} has no {BACKEND_LABELS[backend]} implementation in formulation {formulation} "
             f"(register it with keras= or {backend}=)"
         )
+    return None
+
+
+def not_here(loss: str, formulation: str, mode: str) -> str | None:
+    """Why this process cannot run the cell (its backend is not installed, or it runs keras.ops code
+    and Keras here runs another backend), or None. In-process commands (check, values, pytest)
+    skip such cells; segbench run sends them to their backend's worker instead."""
+    backend = MODES[mode].backend
+    if not installed_backends()[backend]:
+        return f"{BACKEND_LABELS[backend]} is not installed"
+    if uses_keras(loss, formulation, backend) and process_keras_backend() != backend:
+        return f"Keras runs on {process_keras_backend()} in this process (KERAS_BACKEND={backend} runs it)"
     return None
 
 

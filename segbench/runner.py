@@ -278,9 +278,7 @@ def oracle_columns(value: float, expected: float | None, case: Case) -> dict[str
 class Runner:
     """Measures cells one by one into a ResultWriter; keeps per-shape inputs, oracle and ceiling."""
 
-    def __init__(
-        self, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool, backend: str | None = None
-    ):
+    def __init__(self, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool, backend: str | None = None):
         self.device = device
         self.cpu = devices.resolve("cpu")
         self.budget = budget
@@ -435,7 +433,9 @@ class CellSupervisor:
             reply = self._hello(first, profile)
         except WorkerDiedError as died:
             if len(backends) == 1:
-                raise WorkerDiedError(f"the measuring worker could not start: {died} (its messages are above)") from None
+                raise WorkerDiedError(
+                    f"the measuring worker could not start: {died} (its messages are above)"
+                ) from None
             self.failed[first], reply = str(died), None
         except WorkerError as error:
             if len(backends) == 1 or error.kind == "DeviceUnavailableError":
@@ -476,9 +476,9 @@ class CellSupervisor:
             label = BACKEND_LABELS[backend]
             return {**base, "status": "error", "error": f"the {label} backend could not start: {self.failed[backend]}"}
         try:
-            return self._worker(backend).request(
-                op, timeout=self.limit_for(case), **self._fields(case), **fields
-            )["row"]
+            return self._worker(backend).request(op, timeout=self.limit_for(case), **self._fields(case), **fields)[
+                "row"
+            ]
         except WorkerTimeoutError as late:
             error = f"{late}; --cell-timeout sets the limit"
             return {**base, "status": "timeout", "error": error}

@@ -16,7 +16,7 @@ import pandas as pd
 
 from segbench import oracle, tables
 from segbench._constants import tolerance
-from segbench.registry import FORMULATIONS, LOSSES, MODES, loss_fn, unsupported
+from segbench.registry import FORMULATIONS, LOSSES, MODES, loss_fn, not_here, unsupported
 from segbench.scenes import SEED_SCENARIO, Scenario
 
 
@@ -34,7 +34,7 @@ def value_table(
         expected = float(oracle.loss_value(loss, scene.y_true, scene.y_pred))
         for formulation in formulations:
             for mode in modes:
-                if unsupported(loss, formulation, mode, gradient=False):
+                if unsupported(loss, formulation, mode, gradient=False) or not_here(loss, formulation, mode):
                     continue
                 try:
                     value = float(np.asarray(loss_fn(loss, mode, formulation=formulation)(scene.y_true, scene.y_pred)))

@@ -53,7 +53,8 @@ CHECK = textwrap.dedent(
                     value = to_np(out[0] if gradient else out)
                     assert str(value.dtype) == compute_dtype(dtype), (name, mode, dtype, value.dtype)
                     tol = tolerance(dtype, terms if reduction != "none" else 1)
-                    np.testing.assert_allclose(value.astype(np.float64), expected, err_msg=f"{name} {mode} {dtype}", **tol)
+                    message = f"{name} {mode} {dtype} {reduction}"
+                    np.testing.assert_allclose(value.astype(np.float64), expected, err_msg=message, **tol)
                     if gradient:
                         grad = to_np(out[1]).astype(np.float64)
                         assert grad.shape == s.y_pred.shape
@@ -132,7 +133,7 @@ def test_the_keras_formulation_runs_in_the_tensorflow_modes_here():
 
 def test_a_keras_loss_on_the_wrong_backend_says_how_to_get_the_right_one():
     pytest.importorskip("keras")
-    with pytest.raises(RuntimeError, match="needs Keras on the JAX backend.*KERAS_BACKEND=jax"):
+    with pytest.raises(RuntimeError, match=r"needs Keras on the JAX backend.*KERAS_BACKEND=jax"):
         segbench.loss_fn("categorical_crossentropy", "jax", formulation="keras")
 
 
@@ -147,7 +148,7 @@ def test_the_registry_names_each_modes_backend_and_the_choices():
     assert not registry.MODES["jax"].compiles
     with pytest.raises(ValueError, match="unknown backend 'mxnet'; expected one of: numpy, tensorflow, jax, torch"):
         registry.get_backend("mxnet")
-    with pytest.raises(ValueError, match="unknown mode 'jit'; expected one of: .*jax-jit, torch, torch-compile"):
+    with pytest.raises(ValueError, match=r"unknown mode 'jit'; expected one of: .*jax-jit, torch, torch-compile"):
         segbench.loss_fn("categorical_crossentropy", "jit")
     reason = registry.unsupported("categorical_crossentropy", "fused", "jax", False)
     assert reason == "formulation fused has no JAX implementation (mode jax)"
@@ -217,7 +218,10 @@ def test_run_without_tensorflow_runs_numpy_and_jax_and_lists_the_rest(tmp_path):
     assert "segbench run: TensorFlow is not installed: eager unavailable (pip install tensorflow)" in done.stderr
     assert "Traceback" not in done.stderr
     rows = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
-    assert {(r["mode"], r["backend"], r["status"]) for r in rows} == {("numpy", "numpy", "ok"), ("jax-jit", "jax", "ok")}
+    assert {(r["mode"], r["backend"], r["status"]) for r in rows} == {
+        ("numpy", "numpy", "ok"),
+        ("jax-jit", "jax", "ok"),
+    }
     assert all(r["within_tolerance"] for r in rows)
     assert "JAX 0." in done.stderr  # the backends found, with versions
 
@@ -307,7 +311,9 @@ def test_a_users_keras_ops_loss_is_timed_and_checked_on_every_backend(tmp_path):
     assert all(r["within_tolerance"] for r in squared)
     failing = {(r["mode"], r["pass"]): r for r in rows if r["loss"] == "keras_needs_an_op"}
     assert {k: r["status"] for k, r in failing.items()} == {
-        (m, p): ("error" if m == "torch" else "ok") for m in ("eager", "jax", "torch") for p in ("forward", "forward+backward")
+        (m, p): ("error" if m == "torch" else "ok")
+        for m in ("eager", "jax", "torch")
+        for p in ("forward", "forward+backward")
     }
     error = failing[("torch", "forward")]["error"]
     assert "failed on the PyTorch backend" in error and "ops.fancy_op" in error

@@ -77,7 +77,9 @@ def test_profile_from_environment(monkeypatch):
     assert get_profile("tiny").name == "tiny"
     monkeypatch.delenv("SEGBENCH_PROFILE")
     assert get_profile().name == "default"
-    with pytest.raises(ValueError, match="unknown profile 'huge'; expected one of: tiny, quick, default, backends, full"):
+    with pytest.raises(
+        ValueError, match="unknown profile 'huge'; expected one of: tiny, quick, default, backends, full"
+    ):
         get_profile("huge")
 
 
@@ -93,7 +95,10 @@ def test_grid_parsing():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"modes": ("mxnet",)}, "unknown mode 'mxnet'; expected one of: numpy, eager, function, xla, jax, jax-jit, torch, torch-compile"),
+        (
+            {"modes": ("mxnet",)},
+            "unknown mode 'mxnet'; expected one of: numpy, eager, function, xla, jax, jax-jit, torch, torch-compile",
+        ),
         ({"losses": ("dice",)}, "unknown loss 'dice'"),
         ({"passes": ("backward",)}, "unknown pass 'backward'"),
         ({"dtypes": ("int8",)}, "unknown dtype 'int8'"),
