@@ -315,6 +315,8 @@ class _Server:
         served = os.environ.get(BACKEND_ENV)
         if served and backend != served:
             raise RuntimeError(f"this worker serves the {served} backend; mode {key['mode']} needs {backend}")
+        if not served and backend in ("jax", "torch") and "keras" not in sys.modules:
+            os.environ["KERAS_BACKEND"] = backend  # a worker of segbench ab: its first Keras cell decides
         if backend == "tensorflow":  # a fresh worker's first TensorFlow cell
             import_tensorflow_quietly()
         return Case(
