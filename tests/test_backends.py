@@ -317,3 +317,24 @@ def test_a_users_keras_ops_loss_is_timed_and_checked_on_every_backend(tmp_path):
     }
     error = failing[("torch", "forward")]["error"]
     assert "failed on the PyTorch backend" in error and "ops.fancy_op" in error
+
+
+def test_tables_before_the_backend_column_load_with_the_backend_of_their_mode(tmp_path):
+    import pandas as pd
+
+    from segbench import results
+
+    old = pd.DataFrame(
+        [
+            {"schema_version": 3, "loss": "categorical_crossentropy", "formulation": "reference", "mode": mode}
+            | {"pass": "forward", "batch": 1, "height": 8, "width": 8, "classes": 4, "dtype": "float32"}
+            | {"status": "ok", "median_s": 1e-3}
+            for mode in ("numpy", "xla")
+        ]
+    )
+    old.to_csv(tmp_path / "old.csv", index=False)
+    frame = results.load(tmp_path / "old.csv")
+    assert list(frame["backend"]) == ["numpy", "tensorflow"]
+    assert (
+        results.SCHEMA_VERSION == 4 and list(results.SCHEMA).index("backend") == list(results.SCHEMA).index("mode") + 1
+    )
