@@ -329,6 +329,7 @@ class Runner:
         try:
             row.update(self._measure(case, ceiling))
             row["status"] = "ok"
+            row["backend_version"] = backend_version(backend)  # now with Keras' where the cell imported it
         except KeyboardInterrupt:
             raise
         except Exception as error:  # a failing cell is a result too: record it and go on
