@@ -4,9 +4,12 @@ This process supervises: it schedules the cells (in shape order, so that inputs 
 shape) and writes each result as soon as it arrives. Each cell is visited ``visits`` times (the
 profile says how many), minutes apart and each time in a fresh worker: the sweep is run once in
 full, then again for the time alone, so that a disturbance of the machine or of one process
-touches one visit's samples, not a whole cell's (see docs/verdicts.md). A warm worker process (segbench.worker)
-measures them. A cell that cannot run (an out-of-memory error, an XLA compile failure) is stored
-with a status and the error's message; a cell that kills its worker (a segfault, the OOM killer)
+touches one visit's samples, not a whole cell's (see docs/verdicts.md). Warm worker processes
+(segbench.worker) measure them, one per backend of the run (numpy, TensorFlow, JAX, PyTorch, each
+with KERAS_BACKEND set to it), each started once per visit; a backend whose library is not
+installed is named in one line and its cells left out, one that fails to start gives error rows
+naming it. A cell that cannot run (an out-of-memory error, an XLA compile failure) is stored with a
+status and the error's message; a cell that kills its worker (a segfault, the OOM killer)
 is stored as ``killed`` with how the worker died, and a fresh worker goes on with the next cell.
 SIGINT and SIGTERM stop the run cleanly: finished cells are kept, ``--resume`` continues.
 """
