@@ -1,9 +1,10 @@
 """What every asv benchmark shares: the profile's params, and a case ready to time.
 
 Params come from the one sweep definition (``segbench.sweep``); ``SEGBENCH_PROFILE`` picks the
-profile (default: "default"). TensorFlow is imported here, once, so that asv's forkserver keeps a
-warm import for every benchmark process; importing it does not initialise its runtime, which
-happens in each forked process's setup.
+profile (default: "default"; ``backends`` and ``tiny`` have the JAX and PyTorch modes, whose
+``mode`` param names the backend: jax, jax-jit, torch, torch-compile). TensorFlow is imported
+here, once, so that asv's forkserver keeps a warm import for every benchmark process; importing it
+does not initialise its runtime, which happens in each forked process's setup.
 """
 
 from __future__ import annotations
@@ -56,10 +57,30 @@ def make_case(loss, formulation, mode, pass_, batch, resolution, classes, dtype,
     ``profile`` only labels the result (the params come from the profile already)."""
     height, width = (int(v) for v in resolution.split("x"))
     case = Case(int(batch), height, width, int(classes), dtype, loss, formulation, mode, pass_)
-    reason = case.unsupported_reason()
+    reason = case.unsupported_reason() or keras_backend_for(case)
     if reason:
         raise NotImplementedError(reason)
     return case
+
+
+def keras_backend_for(case: Case) -> str | None:
+    """Each asv benchmark runs in a process forked from asv's server, which has not imported Keras:
+    a cell of a Keras loss sets KERAS_BACKEND to its mode's backend (jax, torch, tensorflow) before
+    Keras is imported. Why the cell cannot run here, or None (a backend not installed: asv's skip)."""
+    import importlib.util
+    import sys
+
+    from segbench.registry import BACKEND_LABELS, MODES, process_keras_backend, uses_keras
+
+    backend = MODES[case.mode].backend
+    if importlib.util.find_spec(backend) is None:
+        return f"{BACKEND_LABELS[backend]} is not installed"
+    if uses_keras(case.loss, case.formulation, backend):
+        if "keras" not in sys.modules:
+            os.environ["KERAS_BACKEND"] = backend
+        elif process_keras_backend() != backend:
+            return f"this process's Keras runs on {process_keras_backend()}, the cell needs {backend}"
+    return None
 
 
 @functools.lru_cache(maxsize=4)

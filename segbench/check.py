@@ -47,7 +47,7 @@ import pandas as pd
 
 from segbench import oracle, tolerances
 from segbench._constants import REDUCTIONS
-from segbench.registry import FORMULATIONS, LOSSES, MODES, builtin_losses, loss_fn, unsupported
+from segbench.registry import FORMULATIONS, LOSSES, MODES, builtin_losses, loss_fn, not_here, unsupported
 from segbench.scenes import REFERENCE_SCENARIOS, Scenario, Scene
 from segbench.sweep import PASSES
 
@@ -230,7 +230,9 @@ def run_check(
                     if scenario.dtype not in MODES[mode].dtypes or (big and mode not in BANDWIDTH_CELLS["modes"]):
                         continue
                     for pass_ in PASSES:
-                        if unsupported(loss, formulation, mode, pass_ == "forward+backward"):
+                        if unsupported(loss, formulation, mode, pass_ == "forward+backward") or not_here(
+                            loss, formulation, mode
+                        ):
                             continue
                         if big and pass_ != "forward+backward":
                             continue

@@ -195,7 +195,9 @@ def compile_table(frame: pd.DataFrame, baseline: str = "eager") -> pd.DataFrame:
         if mode in first:
             table[f"{mode} first call s"] = first[mode]
     if baseline in first:
-        for mode in ("function", "xla"):
+        from segbench.registry import MODES
+
+        for mode in [m for m in _modes_in(ok) if m in MODES and MODES[m].compiles and m != baseline]:
             if mode in first:
                 table[f"{mode} break-even calls"] = [
                     break_even_calls(
@@ -319,8 +321,8 @@ def _shape_labels(table: pd.DataFrame) -> list[str]:
 def _terminal_speedups(table: pd.DataFrame) -> pd.DataFrame:
     """speedup_table for a terminal: one shape column, times in their unit, short headings."""
     out = pd.DataFrame({"loss": table["loss"], "form": table["formulation"], "shape": _shape_labels(table)})
-    if "eager ms" in table:
-        out["eager"] = [human_time(v / 1e3) for v in table["eager ms"]]
+    for column in [c for c in table.columns if c.endswith(" ms") and c != "best ms"]:  # the baseline's time
+        out[column[: -len(" ms")]] = [human_time(v / 1e3) for v in table[column]]
     for column in table.columns:
         if column.endswith(" x"):
             out[column.replace("function", "fn")] = table[column]
@@ -354,13 +356,19 @@ def readable_compile_table(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def summary(frame: pd.DataFrame, fmt: str = "terminal", columns: Sequence[str] | None = None) -> str:
+def summary(
+    frame: pd.DataFrame, fmt: str = "terminal", columns: Sequence[str] | None = None, baseline: str = "eager"
+) -> str:
     """The comparison of one run (or concatenated runs), as text, Markdown or CSV; ``columns``
-    keeps only those columns (each table shows the ones it has; a table with none is left out)."""
+    keeps only those columns (each table shows the ones it has; a table with none is left out);
+    speedups are over ``baseline``, any mode (e.g. xla: "JAX jit against TF XLA")."""
+    from segbench.registry import get_mode
+
+    get_mode(baseline)  # an unknown mode names the choices
     terminal = fmt == "terminal"
     sections: list[tuple[str | None, pd.DataFrame]] = []
     for pass_ in ("forward", "forward+backward"):
-        table = speedup_table(frame, pass_)
+        table = speedup_table(frame, pass_, baseline)
         if not len(table):
             continue
         if fmt == "csv":
@@ -371,16 +379,16 @@ def summary(frame: pd.DataFrame, fmt: str = "terminal", columns: Sequence[str] |
         what = "time of the fastest mode, its % of the read ceiling" if terminal else "best mode"
         sections.append(
             (
-                f"{pass_}, {note}: speedup over eager (x, >1 is faster); {what}",
+                f"{pass_}, {note}: speedup over {baseline} (x, >1 is faster); {what}",
                 _terminal_speedups(table) if terminal else table,
             )
         )
     if fmt != "csv":
-        table, note = _constant_columns(compile_table(frame))
+        table, note = _constant_columns(compile_table(frame, baseline))
         if len(table):
             sections.append(
                 (
-                    f"first call (trace + compile), {note}; calls until compiling paid off against eager",
+                    f"first call (trace + compile), {note}; calls until compiling paid off against {baseline}",
                     readable_compile_table(table),
                 )
             )
@@ -1149,7 +1157,7 @@ def _compare(args: argparse.Namespace) -> int:
                 print(render(table, args.format, _selected(table, args.columns)))
         return 0
     if len(args.results) == 1 and not several:
-        print(summary(frame, fmt=args.format, columns=args.columns))
+        print(summary(frame, fmt=args.format, columns=args.columns, baseline=args.baseline))
         return 0
     if len(args.results) > 2:
         raise ValueError(f"compare takes RESULTS or OLD NEW, got {len(args.results)} paths")
@@ -1246,5 +1254,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         parser,
         "give verdicts anyway, with what differs above them and in each row (without it: the differences, "
         "no verdict, exit 3)",
+    )
+    parser.add_argument(
+        "--baseline", default="eager", metavar="MODE", help="one run: speedups over this mode (default eager; e.g. xla)"
     )
     parser.set_defaults(handler=_command)

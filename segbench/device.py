@@ -1,8 +1,11 @@
-"""Where a cell runs: device choice, input placement, synchronisation and peak memory.
+"""Where a cell runs: device choice, input placement, synchronisation and peak memory, per backend.
 
 The GPU path differs from the CPU path in exactly three places, all here: placement
-(``tf.device``), synchronisation (``tf.test.experimental.sync_devices`` before the clock stops)
-and memory statistics (``tf.config.experimental.get_memory_info``). Everything else is shared.
+(``tf.device``, ``jax.device_put``, ``tensor.to``), synchronisation before the clock stops (each
+backend as its documentation says: ``tf.test.experimental.sync_devices``, ``jax.block_until_ready``
+(JAX dispatches asynchronously on the CPU too), ``torch.cuda.synchronize``; PyTorch on the CPU is
+synchronous) and memory statistics (``tf.config.experimental.get_memory_info``, a JAX device's
+``memory_stats()``, ``torch.cuda.max_memory_allocated``). Everything else is shared.
 """
 
 from __future__ import annotations
@@ -54,9 +57,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def resolve(spec: str = "auto", *, uses_tensorflow: bool = True) -> Device:
-    """The device to run on. ``auto`` takes the first GPU TensorFlow sees, else the CPU."""
+def resolve(spec: str = "auto", *, uses_tensorflow: bool = True, backend: str | None = None) -> Device:
+    """The device to run on. ``auto`` takes the first GPU the backend sees (TensorFlow's when
+    ``uses_tensorflow``; ``backend`` jax or torch: that library's), else the CPU."""
     kind, index = parse_spec(spec)
+    if backend in ("jax", "torch"):
+        return _resolve_other(spec, kind, index, backend)
     if kind == "cpu" or (kind == "auto" and not uses_tensorflow):
         return Device(spec, "CPU", 0, cpu_model())
     import tensorflow as tf
@@ -71,10 +77,54 @@ def resolve(spec: str = "auto", *, uses_tensorflow: bool = True) -> Device:
     return Device(spec, "GPU", index, details.get("device_name", f"GPU:{index}"))
 
 
+def _resolve_other(spec: str, kind: str, index: int | None, backend: str) -> Device:
+    if kind == "cpu":
+        return Device(spec, "CPU", 0, cpu_model())
+    if backend == "jax":
+        import jax
+
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:  # no GPU platform in this jaxlib
+            gpus = []
+        names = [getattr(d, "device_kind", str(d)) for d in gpus]
+    else:
+        import torch
+
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if kind == "auto" and not names:
+        return Device(spec, "CPU", 0, cpu_model())
+    index = index or 0
+    if index >= len(names):
+        label = "JAX" if backend == "jax" else "PyTorch"
+        raise DeviceUnavailableError(f"--device {spec}: {label} sees {len(names)} GPU(s) on this machine")
+    return Device(spec, "GPU", index, names[index])
+
+
+def jax_device(device: Device) -> Any:
+    import jax
+
+    return jax.devices("gpu")[device.index] if device.is_gpu else jax.devices("cpu")[0]
+
+
+def torch_device(device: Device) -> Any:
+    import torch
+
+    return torch.device(f"cuda:{device.index}" if device.is_gpu else "cpu")
+
+
 def place(array: Any, device: Device, backend: str) -> Any:
     """Put an input where the timed code will read it, before the clock starts."""
     if backend == "numpy":
         return array
+    if backend == "jax":
+        import jax
+
+        return jax.block_until_ready(jax.device_put(array, jax_device(device)))
+    if backend == "torch":
+        from segbench.modes_torch import as_tensor
+
+        return as_tensor(array, torch_device(device))
     import tensorflow as tf
 
     with tf.device(device.tf_name):
@@ -83,9 +133,15 @@ def place(array: Any, device: Device, backend: str) -> Any:
 
 @contextlib.contextmanager
 def on(device: Device, backend: str) -> Iterator[None]:
-    """Run TensorFlow ops on ``device`` inside the block."""
-    if backend == "numpy":
+    """Run the backend's ops on ``device`` inside the block (TensorFlow, JAX; PyTorch follows its inputs)."""
+    if backend in ("numpy", "torch"):
         yield
+        return
+    if backend == "jax":
+        import jax
+
+        with jax.default_device(jax_device(device)):
+            yield
         return
     import tensorflow as tf
 
@@ -99,6 +155,8 @@ def first_value(result: Any) -> Any:
     shape = getattr(value, "shape", ())
     if len(shape):
         value = value[(0,) * len(shape)]
+    if hasattr(value, "detach"):  # torch: a tensor of a forward+backward pass, bfloat16 too
+        value = value.detach().float()
     return value
 
 
@@ -110,6 +168,23 @@ def synchronizer(device: Device, backend: str) -> Callable[[Any], float]:
     """
     if backend == "numpy":
         return lambda result: float(first_value(result))
+    if backend == "jax":
+        import jax
+
+        # JAX dispatches asynchronously, on the CPU as on a GPU: wait for every output (the
+        # gradient too), as JAX's benchmarking advice says, then fetch the scalar.
+        return lambda result: float(first_value(jax.block_until_ready(result)))
+    if backend == "torch":
+        import torch
+
+        if device.is_gpu:
+
+            def sync_cuda(result: Any) -> float:
+                torch.cuda.synchronize(torch_device(device))
+                return float(first_value(result))
+
+            return sync_cuda
+        return lambda result: float(first_value(result))  # PyTorch on the CPU is synchronous
     import tensorflow as tf
 
     if device.is_gpu:
@@ -155,7 +230,35 @@ def measure_peak_memory(call: Callable[[], Any], device: Device, backend: str) -
       about 256 KiB bypass the tracked allocator, so tiny cells can read 0.
     - Fallback when the allocator keeps no statistics: growth of the process's peak resident set
       (VmHWM, reset first). Allocator caching can hide reused memory, so this is labelled ``rss_hwm``.
+    - PyTorch on a GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
+      minus what was allocated before.
+    - JAX on a GPU: the device's ``memory_stats()`` peak minus what was in use before, when the
+      call raised the peak (JAX cannot reset it: a call below an earlier peak reads None).
+    - JAX and PyTorch on the CPU: their allocators keep no statistics and tracemalloc does not see
+      them: ``unavailable`` (None), not a wrong number.
     """
+    if backend == "torch":
+        if not device.is_gpu:
+            call()
+            return None, "unavailable"
+        import torch
+
+        torch.cuda.synchronize(torch_device(device))
+        torch.cuda.reset_peak_memory_stats(torch_device(device))
+        base = torch.cuda.memory_allocated(torch_device(device))
+        call()
+        return torch.cuda.max_memory_allocated(torch_device(device)) - base, "torch_cuda_max_allocated"
+    if backend == "jax":
+        stats = jax_device(device).memory_stats() if device.is_gpu else None
+        if not stats or "peak_bytes_in_use" not in stats:
+            call()
+            return None, "unavailable"
+        base, peak_before = stats.get("bytes_in_use", 0), stats["peak_bytes_in_use"]
+        call()
+        peak = jax_device(device).memory_stats()["peak_bytes_in_use"]
+        if peak <= peak_before:
+            return None, "jax_peak_not_raised"
+        return peak - base, "jax_memory_stats_peak"
     if backend == "numpy":
         tracemalloc.start()
         try:

@@ -79,15 +79,40 @@ def _user(loss: str):
     return spec.user if spec is not None else None
 
 
-def user_value(user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None) -> np.ndarray:
+def _float64_backend(user, backend: str | None) -> str:
+    """Where a registered loss's float64 oracle runs when it has no numpy reference: TensorFlow as
+    before backends, or (``backend`` jax or torch, in that backend's worker, which has no TensorFlow)
+    that backend itself, in float64: then it checks precision, not logic."""
+    if backend in ("jax", "torch"):
+        return backend
+    return "tensorflow" if user.function("tensorflow") is not None else (backend or "tensorflow")
+
+
+def _on(user, backend: str):
+    """The registered loss's function on ``backend``: its native one, else its keras.ops one."""
+    formulation = "reference" if user.function(backend, "reference") is not None else "keras"
+    return lambda y_true, y_pred: user.call(backend, y_true, y_pred, formulation)
+
+
+def user_value(
+    user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None, backend: str | None = None
+) -> np.ndarray:
     """A registered loss in float64: its numpy reference if it has one (or ``via="numpy"``), else
-    (or ``via="tensorflow"``) its TensorFlow function run eagerly in float64."""
+    (or ``via="tensorflow"``) its TensorFlow function run eagerly in float64; in a JAX or PyTorch
+    worker (``backend``) that backend's function in float64."""
     y = as_numpy(y_true).astype(np.float64)
     p = as_numpy(y_pred).astype(np.float64)
-    if (via or ("numpy" if user.numpy is not None else "tensorflow")) == "numpy":
+    via = via or ("numpy" if user.numpy is not None else _float64_backend(user, backend))
+    if via == "numpy":
         with _naming(user, "numpy"):
             out = np.asarray(user.numpy(y, p))
         user.check_output(out, p.shape, "numpy")
+    elif via in ("jax", "torch"):
+        import importlib
+
+        module = importlib.import_module(f"segbench.modes_{via}")
+        out, _ = module.float64_value_and_gradient(_on(user, via), y, p, "sum")
+        user.check_output(out, p.shape, via)
     else:
         import tensorflow as tf
 
@@ -117,10 +142,14 @@ def _naming(user, backend: str):
         ) from error
 
 
-def user_gradient(user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None) -> np.ndarray:
+def user_gradient(
+    user, y_true, y_pred, reduction: str = "mean", *, via: str | None = None, backend: str | None = None
+) -> np.ndarray:
     """The gradient of a registered loss, float64: its ``numpy_gradient`` when it has one (or
-    ``via="numpy"``), else (or ``via="tensorflow"``) tf.GradientTape over its TensorFlow function."""
-    if (via or ("numpy" if user.numpy_gradient is not None else "tensorflow")) == "numpy":
+    ``via="numpy"``), else (or ``via="tensorflow"``) tf.GradientTape over its TensorFlow function;
+    in a JAX or PyTorch worker (``backend``), jax.grad or torch.autograd over that backend's function."""
+    via = via or ("numpy" if user.numpy_gradient is not None else _float64_backend(user, backend))
+    if via == "numpy":
         y = as_numpy(y_true).astype(np.float64)
         p = as_numpy(y_pred).astype(np.float64)
         with _naming(user, "numpy_gradient"):
@@ -128,6 +157,13 @@ def user_gradient(user, y_true, y_pred, reduction: str = "mean", *, via: str | N
         if reduction == "mean":
             grad = grad / np.asarray(user.numpy(y, p)).size
         return grad
+    if via in ("jax", "torch"):
+        import importlib
+
+        module = importlib.import_module(f"segbench.modes_{via}")
+        y, p = as_numpy(y_true).astype(np.float64), as_numpy(y_pred).astype(np.float64)
+        with _naming(user, via):
+            return module.float64_value_and_gradient(_on(user, via), y, p, reduction)[1]
     import tensorflow as tf
 
     y = tf.constant(as_numpy(y_true).astype(np.float64))
@@ -170,24 +206,27 @@ def chunks(y_pred, size: int | None = None) -> list[slice]:
     return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
 
-def _per_image_user(user, y_true, y_pred) -> bool:
+def _per_image_user(user, y_true, y_pred, backend: str | None = None) -> bool:
     """A user loss may be evaluated image by image when its output has the batch axis."""
     first = slice(0, 1)
-    return np.ndim(user_value(user, y_true[first], y_pred[first], "none")) > 0
+    return np.ndim(user_value(user, y_true[first], y_pred[first], "none", backend=backend)) > 0
 
 
-def loss_value(loss: str, y_true, y_pred, reduction: str = "mean", *, chunk: int | None = None) -> np.ndarray:
+def loss_value(
+    loss: str, y_true, y_pred, reduction: str = "mean", *, chunk: int | None = None, backend: str | None = None
+) -> np.ndarray:
     """The loss reduced as asked: a float64 scalar for mean/sum, the (N, H, W) map for none;
-    computed a chunk of images at a time (see the module docstring)."""
+    computed a chunk of images at a time (see the module docstring). ``backend``: where a registered
+    loss without a numpy reference is run in float64 (see user_value)."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     user = _user(loss)
-    if user is not None and not _per_image_user(user, y_true, y_pred):
-        return user_value(user, y_true, y_pred, reduction)
+    if user is not None and not _per_image_user(user, y_true, y_pred, backend):
+        return user_value(user, y_true, y_pred, reduction, backend=backend)
     parts, count = [], 0
     for part in chunks(y_pred, chunk):
         if user is not None:
-            out = np.asarray(user_value(user, y_true[part], y_pred[part], "none"), dtype=np.float64)
+            out = np.asarray(user_value(user, y_true[part], y_pred[part], "none", backend=backend), dtype=np.float64)
         else:
             out = per_pixel_loss(loss, y_true[part], y_pred[part])
         count += out.size
@@ -199,30 +238,30 @@ def loss_value(loss: str, y_true, y_pred, reduction: str = "mean", *, chunk: int
 
 
 def gradient_chunks(
-    loss: str, y_true, y_pred, reduction: str = "mean", *, chunk: int | None = None
+    loss: str, y_true, y_pred, reduction: str = "mean", *, chunk: int | None = None, backend: str | None = None
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """(images, their gradient) a chunk at a time: the gradient of the whole batch's loss (a mean
     divides by the whole batch's count), float64, without the whole float64 gradient in memory."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     user = _user(loss)
-    if user is not None and not _per_image_user(user, y_true, y_pred):
-        yield slice(0, np.shape(y_pred)[0]), user_gradient(user, y_true, y_pred, reduction)
+    if user is not None and not _per_image_user(user, y_true, y_pred, backend):
+        yield slice(0, np.shape(y_pred)[0]), user_gradient(user, y_true, y_pred, reduction, backend=backend)
         return
     n = np.shape(y_pred)[0]
     for part in chunks(y_pred, chunk):
         images = part.stop - part.start
         if user is not None:
-            grad = user_gradient(user, y_true[part], y_pred[part], reduction)
+            grad = user_gradient(user, y_true[part], y_pred[part], reduction, backend=backend)
         else:
             grad = _builtin_gradient(loss, y_true[part], y_pred[part], reduction)
         yield part, grad * (images / n) if reduction == "mean" else grad  # a chunk's mean is over its images
 
 
-def gradient(loss: str, y_true, y_pred, reduction: str = "mean") -> np.ndarray:
+def gradient(loss: str, y_true, y_pred, reduction: str = "mean", *, backend: str | None = None) -> np.ndarray:
     """d(loss)/d(y_pred), float64, shape (N, H, W, C); for reduction none, of the map's sum."""
     out = np.empty(np.shape(y_pred), dtype=np.float64)
-    for part, grad in gradient_chunks(loss, y_true, y_pred, reduction):
+    for part, grad in gradient_chunks(loss, y_true, y_pred, reduction, backend=backend):
         out[part] = grad
     return out
 

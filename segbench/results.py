@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5  # 4: cpu_flags, gpu_driver; 5: backend, backend_version (older tables: backend from the mode)
 
 KEY_COLUMNS = ("loss", "formulation", "mode", "pass", "batch", "height", "width", "classes", "dtype")
 """What identifies a cell within a run."""
@@ -75,7 +75,9 @@ COLUMNS: dict[str, Column] = {
     # the cell
     "loss": _c("string", "the loss (segbench.LOSSES)"),
     "formulation": _c("string", "how the loss is written: reference, fused, blocked (segbench.FORMULATIONS)"),
-    "mode": _c("string", "how it is executed: numpy, eager, function, xla (segbench.MODES)"),
+    "mode": _c("string", "how it is executed: numpy, eager, function, xla, jax, jax-jit, torch... (segbench.MODES)"),
+    "backend": _c("string", "the library that ran the mode: numpy, tensorflow, jax or torch"),
+    "backend_version": _c("string", "its version (and Keras' where Keras was imported)"),
     "pass": _c("string", "forward, or forward+backward (the loss and its gradient)"),
     "batch": _c("Int64", "images per call", "images"),
     "height": _c("Int64", "image height", "pixels"),
@@ -172,6 +174,11 @@ def aggregate_visits(frame: pd.DataFrame) -> pd.DataFrame:
 def conform(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns in schema order with schema dtypes; missing columns filled with NA."""
     frame = frame.copy()
+    if "mode" in frame and ("backend" not in frame or frame["backend"].isna().any()):
+        from segbench.registry import MODES  # tables before schema 4: the mode says the backend
+
+        derived = frame["mode"].map(lambda m: MODES[m].backend if m in MODES else None)
+        frame["backend"] = frame["backend"].fillna(derived) if "backend" in frame else derived
     for column, dtype in SCHEMA.items():
         if column not in frame:
             frame[column] = None

@@ -4,9 +4,12 @@ This process supervises: it schedules the cells (in shape order, so that inputs 
 shape) and writes each result as soon as it arrives. Each cell is visited ``visits`` times (the
 profile says how many), minutes apart and each time in a fresh worker: the sweep is run once in
 full, then again for the time alone, so that a disturbance of the machine or of one process
-touches one visit's samples, not a whole cell's (see docs/verdicts.md). A warm worker process (segbench.worker)
-measures them. A cell that cannot run (an out-of-memory error, an XLA compile failure) is stored
-with a status and the error's message; a cell that kills its worker (a segfault, the OOM killer)
+touches one visit's samples, not a whole cell's (see docs/verdicts.md). Warm worker processes
+(segbench.worker) measure them, one per backend of the run (numpy, TensorFlow, JAX, PyTorch, each
+with KERAS_BACKEND set to it), each started once per visit; a backend whose library is not
+installed is named in one line and its cells left out, one that fails to start gives error rows
+naming it. A cell that cannot run (an out-of-memory error, an XLA compile failure) is stored with a
+status and the error's message; a cell that kills its worker (a segfault, the OOM killer)
 is stored as ``killed`` with how the worker died, and a fresh worker goes on with the next cell.
 SIGINT and SIGTERM stop the run cleanly: finished cells are kept, ``--resume`` continues.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -31,7 +35,7 @@ from segbench import device as devices
 from segbench import environment, tolerances
 from segbench._constants import compute_dtype
 from segbench.progress import Progress
-from segbench.registry import MODES
+from segbench.registry import BACKEND_LABELS, MODES
 from segbench.results import KEY_COLUMNS, ResultWriter
 from segbench.sweep import (
     PROFILES,
@@ -84,7 +88,7 @@ def memory_needed(case: Case) -> int:
     itemsize = _numpy_dtype(case.dtype).itemsize
     one_input = case.pixels * case.classes * itemsize
     compute_input = case.pixels * case.classes * np.dtype(compute_dtype(case.dtype)).itemsize
-    resident = 2 * one_input * (2 if MODES[case.mode].backend == "tensorflow" else 1)
+    resident = 2 * one_input * (2 if MODES[case.mode].backend != "numpy" else 1)
     loss_peak = PEAK_INPUTS.get((case.mode, case.pass_), UNKNOWN_MODE_PEAK_INPUTS) * compute_input
     elements = case.pixels * case.classes
     oracle_peak = ORACLE_PEAK_INPUTS * elements * 4 if elements <= ORACLE_MAX_ELEMENTS else 0  # float32 inputs
@@ -162,18 +166,68 @@ def _tensorflow_read_kernels(device: devices.Device) -> dict[str, tuple[Callable
     return kernels
 
 
-def measure_ceiling(scene: Any, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool = True) -> Ceiling:
+def _jax_read_kernels(device: devices.Device) -> dict[str, tuple[Callable[[Any, Any], Any], int]]:
+    """JAX kernels that read both inputs once: eager jnp.sum, and the same under jax.jit."""
+    import jax
+    import jax.numpy as jnp
+
+    def reduce_sum(a: Any, b: Any) -> Any:
+        return jnp.sum(a) + jnp.sum(b)
+
+    return {"jax eager sum": (reduce_sum, 1), "jax.jit sum": (jax.jit(reduce_sum), 1)}
+
+
+def _torch_read_kernels(device: devices.Device) -> dict[str, tuple[Callable[[Any, Any], Any], int]]:
+    """PyTorch kernels that read both inputs once (no autograd recorded)."""
+    import torch
+
+    def reduce_sum(a: Any, b: Any) -> Any:
+        with torch.no_grad():
+            return a.sum() + b.sum()
+
+    return {"torch sum": (reduce_sum, 1)}
+
+
+_READ_KERNELS = {"tensorflow": _tensorflow_read_kernels, "jax": _jax_read_kernels, "torch": _torch_read_kernels}
+_READ_LABELS = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}
+
+
+def backend_version(backend: str) -> str | None:
+    """The version of the library that runs ``backend`` (imported already by its worker), with Keras'."""
+    module = sys.modules.get({"numpy": "numpy", "tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
+    if module is None:
+        return None
+    version = getattr(module, "__version__", None)
+    if backend == "jax" and "jaxlib" in sys.modules:
+        version = f"{version} (jaxlib {sys.modules['jaxlib'].__version__})"
+    if "keras" in sys.modules:
+        version = f"{version}; keras {sys.modules['keras'].__version__}"
+    return version
+
+
+def measure_ceiling(
+    scene: Any, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool = True, backend: str | None = None
+) -> Ceiling:
     """Time reading y_true and y_pred once, the fastest way found: the ceiling every loss is held to.
 
-    Candidates: numpy's sum of each (on the CPU) and, when the run uses TensorFlow, the kernels of
-    :func:`_tensorflow_read_kernels`; the fastest is the ceiling, and its name is stored with it.
-    A cell measured above the ceiling (beyond noise) means a faster read exists: the run says so.
+    Candidates: numpy's sum of each (on the CPU) and the read kernels of the worker's backend
+    (:func:`_tensorflow_read_kernels`, :func:`_jax_read_kernels`, :func:`_torch_read_kernels`); the
+    fastest is the ceiling, and its name is stored with it. ``segbench run`` asks every backend's
+    worker and takes the fastest of all. A cell measured above the ceiling (beyond noise) means a
+    faster read exists: the run says so.
     """
     nbytes = scene.y_true.nbytes + scene.y_pred.nbytes
     rates: dict[str, float] = {}
     if not device.is_gpu and scene.y_true.dtype.name != "bfloat16":
         rates["numpy sum"] = nbytes / measure(_read_inputs_numpy(scene.y_true, scene.y_pred), budget=budget).median
-    if uses_tensorflow:
+    if backend in ("jax", "torch"):
+        y_true, y_pred = devices.place(scene.y_true, device, backend), devices.place(scene.y_pred, device, backend)
+        sync = devices.synchronizer(device, backend)
+        with devices.on(device, backend):
+            for name, (kernel, passes) in _READ_KERNELS[backend](device).items():
+                median = measure(lambda kernel=kernel: kernel(y_true, y_pred), sync, budget).median
+                rates[name] = passes * nbytes / median
+    elif uses_tensorflow:
         y_true = devices.place(scene.y_true, device, "tensorflow")
         y_pred = devices.place(scene.y_pred, device, "tensorflow")
         sync = devices.synchronizer(device, "tensorflow")
@@ -227,32 +281,38 @@ def oracle_columns(value: float, expected: float | None, case: Case) -> dict[str
 class Runner:
     """Measures cells one by one into a ResultWriter; keeps per-shape inputs, oracle and ceiling."""
 
-    def __init__(self, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool):
+    def __init__(self, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool, backend: str | None = None):
         self.device = device
         self.cpu = devices.resolve("cpu")
         self.budget = budget
-        self.uses_tensorflow = uses_tensorflow
+        self.backend = backend  # the backend this runner's worker serves; None: numpy and TensorFlow
+        self.uses_tensorflow = uses_tensorflow and backend in (None, "tensorflow")
         self._ceilings: dict[tuple, Ceiling] = {}
         self._oracle: dict[tuple, float | None] = {}
 
     def ceiling(self, case: Case, scene: Any) -> Ceiling:
         key = (case.shape, case.dtype)
         if key not in self._ceilings:
-            self._ceilings[key] = measure_ceiling(scene, self.device, self.budget, self.uses_tensorflow)
+            self._ceilings[key] = measure_ceiling(scene, self.device, self.budget, self.uses_tensorflow, self.backend)
         return self._ceilings[key]
 
     def oracle(self, case: Case, scene: Any) -> float | None:
-        key = (case.loss, case.shape, case.dtype)
+        key = (case.loss, case.shape, case.dtype, MODES[case.mode].backend)
         if key not in self._oracle:  # any shape: the oracle works a chunk of images at a time
             from segbench import oracle
 
-            self._oracle[key] = float(oracle.loss_value(case.loss, scene.y_true, scene.y_pred))
+            backend = MODES[case.mode].backend  # a user's loss without numpy: its own backend in float64
+            self._oracle[key] = float(oracle.loss_value(case.loss, scene.y_true, scene.y_pred, backend=backend))
         return self._oracle[key]
 
-    def measure_cell(self, case: Case) -> dict[str, Any]:
-        device = self.device if MODES[case.mode].backend == "tensorflow" else self.cpu  # numpy: the host
+    def measure_cell(self, case: Case, ceiling: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One row; ``ceiling`` (gb_per_s, method) replaces this worker's own when given."""
+        backend = MODES[case.mode].backend
+        device = self.device if backend != "numpy" else self.cpu  # numpy: the host
         row: dict[str, Any] = {
             **case.key(),
+            "backend": backend,
+            "backend_version": backend_version(backend),
             "benchmark": "segbench run",
             "device": f"{device.kind}:{device.index}",
             "device_name": device.name,
@@ -267,8 +327,9 @@ class Runner:
                 f"{available / 2**30:.1f} GiB available",
             }
         try:
-            row.update(self._measure(case))
+            row.update(self._measure(case, ceiling))
             row["status"] = "ok"
+            row["backend_version"] = backend_version(backend)  # now with Keras' where the cell imported it
         except KeyboardInterrupt:
             raise
         except Exception as error:  # a failing cell is a result too: record it and go on
@@ -278,7 +339,7 @@ class Runner:
     def revisit(self, case: Case, calls: int, rounds: int) -> dict[str, Any]:
         """A later visit of a cell: build it afresh (its first call timed), warm it up, and time
         ``rounds`` rounds of ``calls`` calls, as many per round as in its first visit."""
-        row: dict[str, Any] = {**case.key(), "benchmark": "segbench run"}
+        row: dict[str, Any] = {**case.key(), "backend": MODES[case.mode].backend, "benchmark": "segbench run"}
         try:
             prepared = case.prepare(self.device, warm=False)
             with prepared.scope():
@@ -292,12 +353,12 @@ class Runner:
             row.update(_failure(error))
         return row
 
-    def _measure(self, case: Case) -> dict[str, Any]:
+    def _measure(self, case: Case, found: dict[str, Any] | None = None) -> dict[str, Any]:
         # The shape's heavy work first (the float64 oracle, the ceiling's kernels): done between two
         # timings it disturbed the next cell's (its large allocations and frees change how memory is
         # handed out for a while; A/A runs showed the first cell after it 9% off, others 2-3%).
         scene = case.scene()
-        ceiling = self.ceiling(case, scene)
+        ceiling = Ceiling(float(found["gb_per_s"]), found["method"]) if found else self.ceiling(case, scene)
         expected = self.oracle(case, scene)
         prepared = case.prepare(self.device, warm=False)  # the timer makes (and times) the first call
         with prepared.scope():
@@ -323,7 +384,10 @@ class Runner:
 
 
 class CellSupervisor:
-    """Sends cells to a warm worker process and starts a fresh one when a cell kills it."""
+    """Sends each cell to the warm worker process of its backend (one per backend: numpy,
+    tensorflow, jax, torch, each with KERAS_BACKEND set to it), and starts a fresh one when a cell
+    kills it. A backend whose worker cannot start (its library fails to import, the device is
+    missing for it) gives every one of its cells an error row naming the backend; the others go on."""
 
     def __init__(
         self,
@@ -334,57 +398,155 @@ class CellSupervisor:
         time_limit: float | None = None,
     ):
         self.device, self.uses_tensorflow, self.budget = device, uses_tensorflow, budget
-        self.worker = SupervisedWorker(code)
-        self.visit = 1  # the visit the current worker serves
+        self.code = code
+        self.workers: dict[str, SupervisedWorker] = {}
+        self.worker = self._worker("tensorflow" if uses_tensorflow else "numpy")  # the one that says hello first
+        self.visit = 1  # the visit the current workers serve
         self.time_limit = time_limit  # seconds per visit of a cell; None: cell_time_limit; 0: none
+        self.failed: dict[str, str] = {}  # backend -> why its worker could not start
+        self.devices: dict[str, str] = {}  # backend -> device kind its worker runs on (CPU, GPU)
+        self._ceilings: dict[tuple, dict[str, Any] | None] = {}
+
+    def _worker(self, backend: str) -> SupervisedWorker:
+        if backend not in self.workers:
+            self.workers[backend] = SupervisedWorker(self.code, backend=backend)
+        return self.workers[backend]
 
     def limit_for(self, case: Case) -> float | None:
         if self.time_limit is None:
             return cell_time_limit(case, self.budget)
         return self.time_limit or None
 
-    def hello(self, profile: str) -> dict[str, Any]:
-        """The device and the run's environment, as the worker sees them."""
+    def _hello(self, backend: str, profile: str) -> dict[str, Any]:
+        reply = self._worker(backend).request(
+            "hello", device=self.device, uses_tensorflow=backend == "tensorflow", profile=profile, backend=backend
+        )
+        self.devices[backend] = reply["device"]["kind"]
+        return reply
+
+    def hello(self, profile: str, backends: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The device and the run's environment, as the first backend's worker sees them (TensorFlow's
+        when the run has TensorFlow cells, else numpy's, else the first backend's); then every other
+        backend of the run starts its worker, and one that cannot start is remembered in ``failed``."""
+        backends = backends or (self.worker.backend,)
+        first = next(b for b in ("tensorflow", "numpy", "jax", "torch") if b in backends)
         try:
-            return self.worker.request(
-                "hello", device=self.device, uses_tensorflow=self.uses_tensorflow, profile=profile
-            )
+            reply = self._hello(first, profile)
         except WorkerDiedError as died:
-            raise WorkerDiedError(f"the measuring worker could not start: {died} (its messages are above)") from None
+            if len(backends) == 1:
+                raise WorkerDiedError(
+                    f"the measuring worker could not start: {died} (its messages are above)"
+                ) from None
+            self.failed[first], reply = str(died), None
+        except WorkerError as error:
+            if len(backends) == 1 or error.kind == "DeviceUnavailableError":
+                raise
+            self.failed[first], reply = f"{error.kind}: {error.message}", None
+        versions = {}
+        for backend in backends:
+            if backend == first and reply is not None:
+                versions[backend] = reply.get("backend_version")
+                continue
+            if backend in self.failed:
+                continue
+            try:
+                answer = self._hello(backend, profile)
+                versions[backend] = answer.get("backend_version")
+                reply = reply or answer
+            except (WorkerError, WorkerDiedError) as error:
+                self.failed[backend] = str(error)
+        if reply is None:
+            raise WorkerDiedError(f"no backend's worker could start: {'; '.join(self.failed.values())}")
+        return {**reply, "backend_versions": versions}
+
+    def _fields(self, case: Case) -> dict[str, Any]:
+        backend = MODES[case.mode].backend
+        return {
+            "case": case.key(),
+            "budget": dataclasses.asdict(self.budget.per_visit()),
+            "device": self.device,
+            "uses_tensorflow": backend == "tensorflow",
+            "backend": backend,
+        }
 
     def _request(self, op: str, case: Case, **fields: Any) -> dict[str, Any]:
         """One row from the worker; a worker that dies gives a row with status ``killed`` saying how."""
+        backend = MODES[case.mode].backend
+        base = {**case.key(), "backend": backend, "benchmark": "segbench run"}
+        if backend in self.failed:
+            label = BACKEND_LABELS[backend]
+            return {**base, "status": "error", "error": f"the {label} backend could not start: {self.failed[backend]}"}
         try:
-            return self.worker.request(
-                op,
-                timeout=self.limit_for(case),
-                case=case.key(),
-                budget=dataclasses.asdict(self.budget.per_visit()),
-                device=self.device,
-                uses_tensorflow=self.uses_tensorflow,
-                **fields,
-            )["row"]
+            return self._worker(backend).request(op, timeout=self.limit_for(case), **self._fields(case), **fields)[
+                "row"
+            ]
         except WorkerTimeoutError as late:
             error = f"{late}; --cell-timeout sets the limit"
-            return {**case.key(), "benchmark": "segbench run", "status": "timeout", "error": error}
+            return {**base, "status": "timeout", "error": error}
         except WorkerDiedError as died:
-            return {**case.key(), "benchmark": "segbench run", "status": "killed", "error": str(died)}
+            return {**base, "status": "killed", "error": f"{died} (the {BACKEND_LABELS[backend]} worker)"}
+
+    def ceiling(self, case: Case) -> dict[str, Any] | None:
+        """The fastest read of the case's inputs by any backend of the run on the cell's device kind
+        (each worker measures its own backend's kernels and numpy's), once per shape and dtype."""
+        backend = MODES[case.mode].backend
+        kind = self.devices.get(backend)
+        key = (case.shape, case.dtype, kind)
+        if key not in self._ceilings:
+            found = []
+            for other, worker in self.workers.items():
+                if other in self.failed or self.devices.get(other) != kind:
+                    continue
+                try:
+                    found.append(worker.request("ceiling", timeout=self.limit_for(case), **self._fields(case)))
+                except (WorkerError, WorkerDiedError):
+                    continue  # that backend's read is missing from the ceiling; its cells say why they fail
+            self._ceilings[key] = max(found, key=lambda c: c["gb_per_s"]) if found else None
+        return self._ceilings[key]
 
     def measure(self, case: Case) -> dict[str, Any]:
         """The first visit of a cell: everything (time, compile, memory, ceiling, oracle)."""
-        return self._request("cell", case)
+        ceiling = self.ceiling(case) if len(self.workers) > 1 and MODES[case.mode].backend not in self.failed else None
+        return self._request("cell", case, **({"ceiling": ceiling} if ceiling else {}))
 
     def revisit(self, case: Case, calls: int) -> dict[str, Any]:
         """A later visit: the time alone, with the first visit's calls per round."""
         return self._request("revisit", case, calls=calls, rounds=self.budget.per_visit().min_rounds)
 
     def restart(self) -> None:
-        """A fresh worker process for the next visit, so that visits sample processes too."""
-        self.worker.close()
+        """Fresh worker processes for the next visit, so that visits sample processes too."""
+        for worker in self.workers.values():
+            worker.close()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker; ``timeout=0`` kills one that is busy measuring (on an interrupt)."""
-        self.worker.close(timeout)
+        """Stop the workers; ``timeout=0`` kills one that is busy measuring (on an interrupt)."""
+        for worker in self.workers.values():
+            worker.close(timeout)
+
+
+def available_cases(cases: list[Case]) -> tuple[list[Case], list[str]]:
+    """The cases whose backend (and Keras, for a keras.ops loss) is installed here, and one line per
+    missing library naming the modes it makes unavailable. Looks the libraries up without importing."""
+    from segbench.registry import installed_backends, uses_keras
+
+    found = installed_backends()
+    keras_found = importlib.util.find_spec("keras") is not None
+    kept, missing = [], {}
+    for case in cases:
+        backend = MODES[case.mode].backend
+        if not found[backend]:
+            missing.setdefault(BACKEND_LABELS[backend], set()).add(case.mode)
+        elif not keras_found and uses_keras(case.loss, case.formulation, backend):
+            missing.setdefault("Keras", set()).add(f"{case.formulation} in {case.mode}")
+        else:
+            kept.append(case)
+    extra = {"TensorFlow": "", "JAX": "jax", "PyTorch": "torch", "Keras": "jax"}
+    lines = [
+        f"{label} is not installed: {', '.join(sorted(modes))} unavailable"
+        + (f" (pip install 'segbench[{extra[label]}]')" if extra[label] else " (pip install tensorflow)")
+        for label, modes in missing.items()
+    ]
+    return kept, lines
 
 
 def run(
@@ -415,13 +577,19 @@ def run(
     if not cases:
         raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
     devices.parse_spec(device)
-    uses_tensorflow = any(MODES[case.mode].backend == "tensorflow" for case in cases)
+    cases, unavailable = available_cases(cases)
+    backends = tuple(dict.fromkeys(MODES[case.mode].backend for case in cases))
+    for line in unavailable:
+        print(f"segbench run: {line}", file=sys.stderr)
+    if not cases:
+        raise ValueError("no cell of the sweep can run here: " + "; ".join(unavailable))
+    uses_tensorflow = "tensorflow" in backends
 
     supervisor = CellSupervisor(device, uses_tensorflow, profile.budget, time_limit=time_limit)
     try:
         with stop_on_signals(), contextlib.ExitStack() as stack:
             try:
-                hello = supervisor.hello(profile.name)
+                hello = supervisor.hello(profile.name, backends)
             except WorkerError as error:
                 if error.kind == "DeviceUnavailableError":
                     raise devices.DeviceUnavailableError(error.message) from None
@@ -442,6 +610,15 @@ def run(
                 f"segbench run: profile {profile.name}, {len(cases)} cells x {visits} visit(s) "
                 f"({visits * len(cases) - len(todo)} already done), device {target['kind']}:{target['index']} "
                 f"({target['name']}); results in {out_dir}",
+                file=sys.stderr,
+            )
+            print(
+                "segbench run: backends "
+                + ", ".join(
+                    f"{BACKEND_LABELS[b]} {hello['backend_versions'].get(b) or ''}".strip()
+                    + (f" (could not start: {supervisor.failed[b]})" if b in supervisor.failed else "")
+                    for b in backends
+                ),
                 file=sys.stderr,
             )
             bar = Progress(len(todo), "visit", enabled=progress)

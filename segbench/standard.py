@@ -32,6 +32,10 @@ The gradients, per image (soft Dice, Tversky) or per pixel (the cross-entropies)
   log q_c - (1 - q_c)^gamma / q_c] [.], through the normalisation dL/dp_j = (G_j - sum_c G_c q_c) / s;
 - Keras' cross-entropy, the same with G_c = -y_c / q_c [.] (Keras 3's ``categorical_crossentropy``:
   divide by the row sum, clip to [eps, 1 - eps], ``-sum y log``).
+
+Keras' own ``Dice``, ``Tversky`` and ``CategoricalFocalCrossentropy`` are their ``keras``
+formulation, and Keras' ``CategoricalCrossentropy`` is all of ``keras_categorical_crossentropy``:
+they run on every Keras backend (TensorFlow, JAX, PyTorch), held to the same numpy references.
 """
 
 from __future__ import annotations
@@ -141,15 +145,30 @@ def focal_tensorflow(y_true, y_pred):
 
 
 @functools.cache
-def _keras_cce(dtype: str):
+def _keras_loss(name: str, dtype: str):
     import keras
 
     # In the inputs' dtype: by default a Keras loss computes in its float32 policy, float64 inputs too.
-    return keras.losses.CategoricalCrossentropy(reduction=None, dtype=dtype)
+    options = {"axis": _IMAGE_AXES} if name in ("Dice", "Tversky") else {}
+    if name == "Tversky":
+        options.update(alpha=ALPHA_TVERSKY, beta=BETA_TVERSKY)
+    return getattr(keras.losses, name)(reduction=None, dtype=dtype, **options)
 
 
-def keras_categorical_crossentropy(y_true, y_pred):
-    return _keras_cce(y_pred.dtype.name)(y_true, y_pred)
+def _keras(name: str):
+    """Keras' own loss ``name`` on whichever Keras backend this process runs (built on first use,
+    so that registering imports no Keras)."""
+
+    def loss(y_true, y_pred):
+        import keras
+
+        return _keras_loss(name, keras.backend.standardize_dtype(y_pred.dtype))(y_true, y_pred)
+
+    loss.__name__ = f"keras_{name}"
+    return loss
+
+
+keras_categorical_crossentropy = _keras("CategoricalCrossentropy")
 
 
 FLOAT64_ACCUMULATION.update({"soft_dice", "tversky"})  # their TensorFlow sums: see _image_sum
@@ -158,6 +177,7 @@ register_loss(
     soft_dice_tensorflow,
     numpy=soft_dice_numpy,
     numpy_gradient=soft_dice_gradient,
+    keras=_keras("Dice"),
     description="1 - 2 sum(y p) / (sum y + sum p + eps) per image (keras.losses.Dice, axis=(1, 2, 3))",
     origin="segbench.standard",
 )
@@ -166,6 +186,7 @@ register_loss(
     tversky_tensorflow,
     numpy=tversky_numpy,
     numpy_gradient=tversky_gradient,
+    keras=_keras("Tversky"),
     description="1 - TP / (TP + 0.5 missed + 0.5 spurious + eps) per image (keras.losses.Tversky)",
     origin="segbench.standard",
 )
@@ -174,12 +195,13 @@ register_loss(
     focal_tensorflow,
     numpy=focal_numpy,
     numpy_gradient=focal_gradient,
+    keras=_keras("CategoricalFocalCrossentropy"),
     description="-sum_c 0.25 (1 - q_c)^2 y_c log q_c per pixel (keras.losses.CategoricalFocalCrossentropy)",
     origin="segbench.standard",
 )
 register_loss(
     "keras_categorical_crossentropy",
-    keras_categorical_crossentropy,
+    keras=keras_categorical_crossentropy,
     numpy=keras_cce_numpy,
     numpy_gradient=keras_cce_gradient,
     description="Keras' own CategoricalCrossentropy: the peer of segbench's categorical_crossentropy",

@@ -21,6 +21,7 @@ from segbench.registry import (
     FORMULATIONS,
     LOSSES,
     MODES,
+    TENSORFLOW_MODES,
     builtin_losses,
     get_formulation,
     get_loss,
@@ -123,8 +124,8 @@ class PreparedCase:
         self.case = case
         self.backend = MODES[case.mode].backend
         if isinstance(device, str):
-            device = devices.resolve(device, uses_tensorflow=self.backend == "tensorflow")
-        self.device = device if self.backend == "tensorflow" else devices.resolve("cpu")  # numpy: the host
+            device = devices.resolve(device, uses_tensorflow=self.backend == "tensorflow", backend=self.backend)
+        self.device = device if self.backend != "numpy" else devices.resolve("cpu")  # numpy: the host
         self.scene = case.scene()
         self.y_true = devices.place(self.scene.y_true, self.device, self.backend)
         self.y_pred = devices.place(self.scene.y_pred, self.device, self.backend)
@@ -141,7 +142,7 @@ class PreparedCase:
             self.first_call_s = time.perf_counter() - start
 
     def scope(self) -> Any:
-        """Run TensorFlow ops on this case's device inside the block."""
+        """Run the backend's ops (TensorFlow's, JAX's) on this case's device inside the block."""
         return self._on(self.device, self.backend)
 
     def call(self) -> float:
@@ -179,8 +180,8 @@ class Sweep:
     """A grid: the cases are the cross product of these, minus unsupported mode/dtype pairs."""
 
     losses: tuple[str, ...] = field(default_factory=builtin_losses)  # plugins' losses: Profile.resolved_sweep
-    formulations: tuple[str, ...] = tuple(FORMULATIONS)
-    modes: tuple[str, ...] = tuple(MODES)
+    formulations: tuple[str, ...] = ("reference", "fused", "blocked")  # keras: the tiny and backends profiles
+    modes: tuple[str, ...] = TENSORFLOW_MODES  # numpy and TensorFlow; the backends profile has every mode
     passes: tuple[str, ...] = PASSES
     batches: tuple[int, ...] = (8,)
     resolutions: tuple[tuple[int, int], ...] = ((128, 128),)
@@ -275,8 +276,8 @@ PROFILES: dict[str, Profile] = {
     for profile in (
         Profile(
             "tiny",
-            "smoke test of the machinery (tests, CI): one small shape, every loss/formulation/mode/pass",
-            Sweep(batches=(2,), resolutions=((32, 32),)),
+            "smoke test of the machinery (tests, CI): one small shape, every loss/formulation/mode/pass, every backend",
+            Sweep(batches=(2,), resolutions=((32, 32),), formulations=tuple(FORMULATIONS), modes=tuple(MODES)),
             TimerBudget(min_run_time=0.02, min_rounds=5, max_rounds=20, warmup_time=0.0),
         ),
         Profile(
@@ -292,6 +293,19 @@ PROFILES: dict[str, Profile] = {
             Sweep(batches=(1, 16), resolutions=((128, 128), (512, 512))),
             TimerBudget(min_run_time=0.3, min_rounds=15, max_rounds=100, warmup_time=0.1, visits=3),
             peers=("keras_categorical_crossentropy",),
+        ),
+        Profile(
+            "backends",
+            "one loss, every backend: the seed's losses in keras.ops (and the reference in numpy and TensorFlow),"
+            " Keras' standard losses, on TensorFlow, JAX and PyTorch with and without compilation",
+            Sweep(
+                formulations=("reference", "keras"),
+                modes=tuple(MODES),
+                batches=(16,),
+                resolutions=((128, 128), (512, 512)),
+            ),
+            TimerBudget(min_run_time=0.3, min_rounds=15, max_rounds=100, warmup_time=0.1, visits=2),
+            peers=("keras_categorical_crossentropy", "soft_dice", "tversky", "categorical_focal_crossentropy"),
         ),
         Profile(
             "full",

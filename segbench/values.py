@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from segbench import oracle, tables, tolerances
-from segbench.registry import FORMULATIONS, LOSSES, MODES, loss_fn, unsupported
+from segbench.registry import FORMULATIONS, LOSSES, MODES, loss_fn, not_here, unsupported
 from segbench.scenes import SEED_SCENARIO, Scenario
 
 
@@ -47,7 +47,7 @@ def value_table(
             continue
         for formulation in formulations:
             for mode in modes:
-                if unsupported(loss, formulation, mode, gradient=False):
+                if unsupported(loss, formulation, mode, gradient=False) or not_here(loss, formulation, mode):
                     continue
                 spread = 0.0
                 try:

@@ -13,6 +13,11 @@ both sides of an A/B comparison are measured by the same instrument.
 
 Protocol: one JSON object per line on the worker's stdin (requests) and on a private copy of its
 stdout (replies); anything else the worker or TensorFlow prints goes to stderr.
+
+Backends: a worker serves one backend (numpy, tensorflow, jax or torch), named by ``$SEGBENCH_BACKEND``
+(:func:`backend_env`); ``KERAS_BACKEND`` is set to it before anything imports Keras, so that a
+keras.ops loss runs on that backend, and a JAX or PyTorch worker never imports TensorFlow. The
+supervisor starts one worker per backend of the run (``segbench run``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ from typing import IO, Any
 
 HERE = Path(__file__).resolve().parent
 PLUGINS_ENV = "SEGBENCH_PLUGINS"
+BACKEND_ENV = "SEGBENCH_BACKEND"
+
+
+def backend_env(backend: str | None) -> dict[str, str]:
+    """The environment of a worker that serves ``backend``: its name, and Keras' backend set to it
+    (the numpy worker gets Keras' numpy backend, so that a plugin importing Keras loads no TensorFlow)."""
+    if backend is None:
+        return {}
+    return {BACKEND_ENV: backend, "KERAS_BACKEND": backend}
 
 
 class WorkerDiedError(RuntimeError):
@@ -203,14 +217,17 @@ class Worker:
 class SupervisedWorker:
     """A warm worker, started on first use and again after one dies (the caller records how)."""
 
-    def __init__(self, code: str | os.PathLike[str] | None = None):
+    def __init__(self, code: str | os.PathLike[str] | None = None, backend: str | None = None):
         self.code = code
+        self.backend = backend  # the backend this worker serves (None: the worker's default, as before backends)
         self.worker: Worker | None = None
+        self.starts = 0  # how many worker processes were started (start-up is paid once per visit)
 
     def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         """One request to a live worker (started if needed); ``timeout`` as in :meth:`Worker.request`."""
         if self.worker is None or self.worker.process.poll() is not None:
-            self.worker = Worker.start(self.code)
+            self.worker = Worker.start(self.code, env=backend_env(self.backend))
+            self.starts += 1
         try:
             return self.worker.request(op, timeout=timeout, **fields)
         except WorkerDiedError:
@@ -298,7 +315,13 @@ class _Server:
         from segbench.registry import MODES
         from segbench.sweep import Case
 
-        if MODES[key["mode"]].backend == "tensorflow":  # a fresh worker's first TensorFlow cell
+        backend = MODES[key["mode"]].backend
+        served = os.environ.get(BACKEND_ENV)
+        if served and backend != served:
+            raise RuntimeError(f"this worker serves the {served} backend; mode {key['mode']} needs {backend}")
+        if not served and backend in ("jax", "torch") and "keras" not in sys.modules:
+            os.environ["KERAS_BACKEND"] = backend  # a worker of segbench ab: its first Keras cell decides
+        if backend == "tensorflow":  # a fresh worker's first TensorFlow cell
             import_tensorflow_quietly()
         return Case(
             int(key["batch"]),
@@ -312,43 +335,97 @@ class _Server:
             key["pass"],
         )
 
-    def hello(self, device: str = "auto", uses_tensorflow: bool = True, profile: str | None = None) -> dict:
-        """The run's environment and the device, as this worker (the code under test) sees them."""
+    @staticmethod
+    def _start_backend(backend: str | None, uses_tensorflow: bool) -> None:
+        """Import the backend's library now (a failure is this request's error, naming the backend)."""
+        if backend in ("jax", "torch"):
+            try:
+                if backend == "jax":
+                    import segbench.modes_jax  # noqa: F401 (turns on 64-bit types first)
+                else:
+                    import torch  # noqa: F401
+            except Exception as error:
+                label = "JAX" if backend == "jax" else "PyTorch"
+                raise RuntimeError(f"the {label} backend failed to import: {type(error).__name__}: {error}") from None
+        elif uses_tensorflow:
+            import_tensorflow_quietly()
+
+    @staticmethod
+    def _resolve(device: str, uses_tensorflow: bool, backend: str | None) -> Any:
         from segbench import device as devices
+
+        if backend == "numpy":  # numpy runs on the host, whatever device the run is on
+            return devices.resolve("cpu")
+        return devices.resolve(device, uses_tensorflow=uses_tensorflow, backend=backend)
+
+    def hello(
+        self, device: str = "auto", uses_tensorflow: bool = True, profile: str | None = None, backend: str | None = None
+    ) -> dict:
+        """The run's environment and the device, as this worker (the code under test) sees them."""
         from segbench import environment
 
-        if uses_tensorflow:
-            import_tensorflow_quietly()
-        target = devices.resolve(device, uses_tensorflow=uses_tensorflow)
+        uses_tensorflow = uses_tensorflow and backend in (None, "tensorflow")
+        self._start_backend(backend, uses_tensorflow)
+        target = self._resolve(device, uses_tensorflow, backend)
         meta = environment.collect(
             uses_tensorflow=uses_tensorflow, device=target, profile=profile, source="segbench run"
         )
-        return {"meta": meta, "device": {"kind": target.kind, "index": target.index, "name": target.name}}
+        reply = {"meta": meta, "device": {"kind": target.kind, "index": target.index, "name": target.name}}
+        if backend is not None:
+            from segbench import runner
 
-    def _runner(self, budget: dict, device: str, uses_tensorflow: bool) -> Any:
+            reply["backend_version"] = runner.backend_version(backend)
+        return reply
+
+    def _runner(self, budget: dict, device: str, uses_tensorflow: bool, backend: str | None = None) -> Any:
         from segbench import runner
         from segbench.sweep import TimerBudget
 
-        key = (device, uses_tensorflow, tuple(sorted(budget.items())))
+        uses_tensorflow = uses_tensorflow and backend in (None, "tensorflow")
+        key = (device, uses_tensorflow, backend, tuple(sorted(budget.items())))
         if key not in self.runners:
-            from segbench import device as devices
-
-            if uses_tensorflow:
-                import_tensorflow_quietly()
-            target = devices.resolve(device, uses_tensorflow=uses_tensorflow)
+            self._start_backend(backend, uses_tensorflow)
+            target = self._resolve(device, uses_tensorflow, backend)
             self.runners.clear()
-            self.runners[key] = runner.Runner(target, TimerBudget(**budget), uses_tensorflow)
+            self.runners[key] = runner.Runner(target, TimerBudget(**budget), uses_tensorflow, backend=backend)
         return self.runners[key]
 
-    def cell(self, case: dict, budget: dict, device: str = "auto", uses_tensorflow: bool = True) -> dict:
-        """Measure one cell completely (time, memory, ceiling, oracle): one results row."""
-        return {"row": self._runner(budget, device, uses_tensorflow).measure_cell(self._case(case))}
+    def cell(
+        self,
+        case: dict,
+        budget: dict,
+        device: str = "auto",
+        uses_tensorflow: bool = True,
+        backend: str | None = None,
+        ceiling: dict | None = None,
+    ) -> dict:
+        """Measure one cell completely (time, memory, ceiling, oracle): one results row. ``ceiling``:
+        the read ceiling the supervisor found over every backend's worker (else this worker's own)."""
+        cell_runner = self._runner(budget, device, uses_tensorflow, backend)
+        return {"row": cell_runner.measure_cell(self._case(case), ceiling=ceiling)}
+
+    def ceiling(
+        self, case: dict, budget: dict, device: str = "auto", uses_tensorflow: bool = True, backend: str | None = None
+    ) -> dict:
+        """This backend's fastest read of both inputs of the case's shape (see runner.measure_ceiling)."""
+        cell_runner = self._runner(budget, device, uses_tensorflow, backend)
+        spec = self._case(case)
+        found = cell_runner.ceiling(spec, spec.scene())
+        return {"gb_per_s": found.gb_per_s, "method": found.method, "device": cell_runner.device.kind}
 
     def revisit(
-        self, case: dict, calls: int, rounds: int, budget: dict, device: str = "auto", uses_tensorflow: bool = True
+        self,
+        case: dict,
+        calls: int,
+        rounds: int,
+        budget: dict,
+        device: str = "auto",
+        uses_tensorflow: bool = True,
+        backend: str | None = None,
     ) -> dict:
         """A later visit of a cell: its time only (see Runner.revisit)."""
-        return {"row": self._runner(budget, device, uses_tensorflow).revisit(self._case(case), calls, rounds)}
+        cell_runner = self._runner(budget, device, uses_tensorflow, backend)
+        return {"row": cell_runner.revisit(self._case(case), calls, rounds)}
 
     def prepare(self, case: dict, device: str = "auto") -> dict:
         """Build a case and make its first call (timed): the A/B loop then asks for rounds."""
@@ -380,7 +457,7 @@ def _key(case: dict[str, Any]) -> tuple:
     return tuple(sorted(case.items()))
 
 
-REQUESTS = ("hello", "cell", "revisit", "prepare", "rounds", "calibrate")
+REQUESTS = ("hello", "cell", "ceiling", "revisit", "prepare", "rounds", "calibrate")
 
 
 def _serve(requests: IO[str], replies: IO[str]) -> None:
@@ -391,9 +468,7 @@ def _serve(requests: IO[str], replies: IO[str]) -> None:
         request = json.loads(line)
         op = request.pop("op")
         try:
-            handler = (
-                getattr(server, op) if op in ("hello", "cell", "revisit", "prepare", "rounds", "calibrate") else None
-            )
+            handler = getattr(server, op) if op in REQUESTS else None
             if handler is None:
                 raise ValueError(f"unknown worker request {op!r}")
             reply = handler(**request)
@@ -437,6 +512,8 @@ def main(argv: list[str]) -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get(BACKEND_ENV):  # before anything (a plugin) imports Keras
+        os.environ["KERAS_BACKEND"] = os.environ[BACKEND_ENV]
     from segbench import environment
 
     environment.disable_xla_persistent_cache()

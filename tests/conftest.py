@@ -13,7 +13,9 @@ import segbench
 from segbench._constants import tolerance
 
 ALL_LOSSES = tuple(segbench.LOSSES)
-ALL_MODES = tuple(segbench.MODES)
+# The modes this process runs (numpy, TensorFlow: Keras on its TensorFlow backend); the JAX and
+# PyTorch modes need Keras started on their backend: tests/test_backends.py runs them in subprocesses.
+ALL_MODES = segbench.registry.TENSORFLOW_MODES
 ALL_FORMULATIONS = tuple(segbench.FORMULATIONS)
 
 

@@ -58,7 +58,7 @@ def test_a_registered_loss_is_swept_in_every_mode_and_pass(plugin_file, tmp_path
     frame = results.load(run(TINY, sweep, out=tmp_path / "r", progress=False))  # workers load it via the env
     assert len(frame) == 8 and (frame["status"] == "ok").all(), frame[["mode", "error"]]
     assert frame["within_tolerance"].all()
-    assert set(frame["mode"]) == set(segbench.MODES)
+    assert set(frame["mode"]) == set(segbench.registry.TENSORFLOW_MODES)
 
 
 def test_each_mode_agrees_with_the_users_oracle_and_gradient(plugin_file):
@@ -66,7 +66,7 @@ def test_each_mode_agrees_with_the_users_oracle_and_gradient(plugin_file):
     scene = segbench.make_scene(2, 8, 8, 4, missing=1)
     expected = oracle.gradient("squared_error", scene.y_true, scene.y_pred)
     np.testing.assert_allclose(expected, 2 * (scene.y_pred - scene.y_true) / (2 * 8 * 8), rtol=1e-6, atol=1e-9)
-    for mode in segbench.MODES:
+    for mode in segbench.registry.TENSORFLOW_MODES:
         value, grad = segbench.loss_fn("squared_error", mode, gradient=True)(scene.y_true, scene.y_pred)
         expected_value = float(oracle.loss_value("squared_error", scene.y_true, scene.y_pred))
         assert float(np.asarray(value)) == pytest.approx(expected_value, rel=1e-5)

@@ -279,8 +279,8 @@ def test_cli_run_prints_the_comparison_and_bad_options_name_themselves(tmp_path,
     assert max(len(line) for line in printed.splitlines() if str(out) not in line) <= 100
     assert main(["run", "--batch", "1,x", "--out", str(tmp_path / "bad")]) == 2
     assert "--batch takes comma-separated integers" in capsys.readouterr().err
-    assert main(["run", "--mode", "jax", "--out", str(tmp_path / "bad")]) == 2
-    assert "unknown mode 'jax'" in capsys.readouterr().err
+    assert main(["run", "--mode", "jaxx", "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown mode 'jaxx'; expected one of: numpy, eager, function, xla, jax, jax-jit" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "bad")
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 import segbench
-from segbench.registry import builtin_losses
+from segbench.registry import TENSORFLOW_MODES, builtin_losses
 from segbench.sweep import (
     PASSES,
     PROFILES,
@@ -17,9 +17,20 @@ def test_profiles_cover_every_loss_formulation_mode_and_pass():
     for profile in PROFILES.values():
         cases = profile.sweep.cases()
         assert {c.loss for c in cases} == set(builtin_losses())
-        assert {c.formulation for c in cases} == set(segbench.FORMULATIONS)
-        assert {c.mode for c in cases} == set(segbench.MODES)
         assert {c.pass_ for c in cases} == set(PASSES)
+        if profile.name in ("tiny", "backends"):  # every backend: the keras formulation in every mode
+            assert {c.mode for c in cases} == set(segbench.MODES)
+            assert {(c.formulation, c.mode) for c in cases} >= {("keras", m) for m in segbench.MODES if m != "numpy"}
+        else:  # numpy and TensorFlow only (the default sweep's time target)
+            assert {c.formulation for c in cases} == {"reference", "fused", "blocked"}
+            assert {c.mode for c in cases} == set(TENSORFLOW_MODES)
+    assert {c.formulation for c in PROFILES["tiny"].sweep.cases()} == set(segbench.FORMULATIONS)
+
+
+def test_only_the_keras_formulation_runs_on_jax_and_pytorch():
+    cases = PROFILES["tiny"].sweep.cases()
+    assert {c.formulation for c in cases if c.mode in ("jax", "jax-jit", "torch", "torch-compile")} == {"keras"}
+    assert not [c for c in cases if c.formulation == "keras" and c.mode == "numpy"]
 
 
 def test_full_profile_reaches_the_big_shapes():
@@ -38,7 +49,7 @@ def test_cases_are_the_cross_product_minus_unsupported_dtypes():
         dtypes=("float32", "bfloat16"),
     )
     cases = sweep.cases()
-    modes, passes = len(segbench.MODES), len(PASSES)
+    modes, passes = len(TENSORFLOW_MODES), len(PASSES)
     # bfloat16 has no numpy mode
     assert len(cases) == 2 * 2 * passes * (modes + modes - 1)
     assert not [c for c in cases if c.mode == "numpy" and c.dtype == "bfloat16"]
@@ -66,7 +77,9 @@ def test_profile_from_environment(monkeypatch):
     assert get_profile("tiny").name == "tiny"
     monkeypatch.delenv("SEGBENCH_PROFILE")
     assert get_profile().name == "default"
-    with pytest.raises(ValueError, match="unknown profile 'huge'; expected one of: tiny, quick, default, full"):
+    with pytest.raises(
+        ValueError, match="unknown profile 'huge'; expected one of: tiny, quick, default, backends, full"
+    ):
         get_profile("huge")
 
 
@@ -82,7 +95,10 @@ def test_grid_parsing():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"modes": ("jax",)}, "unknown mode 'jax'"),
+        (
+            {"modes": ("mxnet",)},
+            "unknown mode 'mxnet'; expected one of: numpy, eager, function, xla, jax, jax-jit, torch, torch-compile",
+        ),
         ({"losses": ("dice",)}, "unknown loss 'dice'"),
         ({"passes": ("backward",)}, "unknown pass 'backward'"),
         ({"dtypes": ("int8",)}, "unknown dtype 'int8'"),

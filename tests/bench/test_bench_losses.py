@@ -44,6 +44,13 @@ def calls_per_round(prepared, budget: TimerBudget) -> int:
 
 @pytest.mark.bench
 def test_loss(benchmark, case, profile):
+    from segbench.registry import MODES, process_keras_backend, uses_keras
+
+    backend = MODES[case.mode].backend
+    pytest.importorskip(backend)
+    if uses_keras(case.loss, case.formulation, backend) and process_keras_backend() != backend:
+        # Keras runs one backend per process: KERAS_BACKEND=jax (or torch) pytest -m bench times those cells
+        pytest.skip(f"Keras runs on {process_keras_backend()} in this process; set KERAS_BACKEND={backend}")
     budget = profile.budget
     prepared = case.prepare()  # inputs on the device; first call (trace + compile) made here
     # The modes of one cell side by side in a group; every name says the whole cell, so that a
@@ -51,6 +58,7 @@ def test_loss(benchmark, case, profile):
     benchmark.group = case.name.replace(f"/{case.mode}/", "/*/")
     benchmark.name = case.name
     benchmark.extra_info["case"] = case.key()
+    benchmark.extra_info["backend"] = backend
     benchmark.extra_info["loss_value"] = prepared.first_value
     benchmark.extra_info["compile_s"] = prepared.first_call_s
     benchmark.extra_info["profile"] = profile.name
