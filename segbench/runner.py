@@ -34,7 +34,7 @@ import numpy as np
 from segbench import device as devices
 from segbench import environment, tolerances
 from segbench._constants import compute_dtype
-from segbench.progress import Progress
+from segbench.progress import Expected, Progress
 from segbench.registry import BACKEND_LABELS, MODES
 from segbench.results import KEY_COLUMNS, ResultWriter
 from segbench.sweep import (
@@ -621,7 +621,8 @@ def run(
                 ),
                 file=sys.stderr,
             )
-            bar = Progress(len(todo), "visit", enabled=progress)
+            expected = [Expected((c.shape, c.dtype, c.mode, c.pass_), v, c.pixels * c.classes) for v, c in todo]
+            bar = Progress(len(todo), "visit", enabled=progress, expected=expected)
             try:
                 for visit, case in todo:
                     key = _key(case.key())
@@ -632,7 +633,8 @@ def run(
                             supervisor.restart()
                         row = supervisor.revisit(case, calls=int(first[key]["calls_per_round"]))
                     else:
-                        continue  # a cell that failed on its first visit is not visited again
+                        bar.skip()  # a cell that failed on its first visit is not visited again
+                        continue
                     supervisor.visit = visit
                     ended = {"finished_at": environment.now(), "load_avg_end": environment.load_average()}
                     writer.append({**row, "visit": visit, **ended})
