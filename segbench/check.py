@@ -424,7 +424,16 @@ def _command(args: argparse.Namespace) -> int:
     for loss in losses or ():
         if loss not in LOSSES:
             raise ValueError(f"--loss: unknown loss {loss!r}; expected one of: {', '.join(LOSSES)}")
-    report = isolated_check(table, modes, scenarios, losses or list(LOSSES), bandwidth=not args.no_bandwidth)
+    from segbench.values import _time_limit
+
+    report = isolated_check(
+        table,
+        modes,
+        scenarios,
+        losses or list(LOSSES),
+        bandwidth=not args.no_bandwidth,
+        time_limit=_time_limit(args, USER_LOSS_TIME_LIMIT_S),
+    )
     from segbench.plugins import origin_of
 
     for loss in (name for name in report["loss"].unique() if name in LOSSES and not oracle.independent(name)):
@@ -461,14 +470,19 @@ def _check_group(group: tuple[str, ...], table, modes, scenarios, bandwidth: boo
     return run_check(table, modes=modes, scenarios=scenarios, losses=list(group), bandwidth=bandwidth)
 
 
-def isolated_check(table, modes, scenarios, losses, bandwidth: bool = True) -> pd.DataFrame:
+USER_LOSS_TIME_LIMIT_S = 900.0  # a user loss on every scenario, the bandwidth-sized one included
+
+
+def isolated_check(
+    table, modes, scenarios, losses, bandwidth: bool = True, time_limit: float | None = USER_LOSS_TIME_LIMIT_S
+) -> pd.DataFrame:
     """run_check with user losses each in a child process: a loss whose code kills its process
     gets one failing row naming it and its plugin, and the others are checked."""
     from segbench import plugins
 
     frames, seen_inputs = [], False
     for group, result in plugins.run_isolated(
-        _check_group, plugins.loss_groups(losses), table, modes, scenarios, bandwidth
+        _check_group, plugins.loss_groups(losses), table, modes, scenarios, bandwidth, time_limit=time_limit
     ):
         if isinstance(result, Exception):
             frames.append(
@@ -513,6 +527,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", help="comma-separated modes to check (default: all)")
     parser.add_argument("--scenario", help="comma-separated scenarios to check (default: all)")
     parser.add_argument("--loss", help="comma-separated losses to check (default: all)")
+    from segbench.values import add_timeout_option
+
+    add_timeout_option(parser, USER_LOSS_TIME_LIMIT_S)
     parser.add_argument(
         "--no-bandwidth", action="store_true", help="skip the batch 16, 512x512 scenario (about a minute)"
     )

@@ -9,6 +9,7 @@ no flag at all. segbench's own standard losses (``segbench.standard``) come in t
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -124,15 +125,28 @@ def _child_init() -> None:  # pragma: no cover - runs in the child
     load_all(export=False)
 
 
-def run_isolated(task, groups: list[tuple[str, ...]], *args):
+def _kill(pool) -> None:
+    """End a pool whose child is stuck in user code: kill its processes (Python < 3.14 has no
+    public way; ``_processes`` is the executor's own map of them), then drop the pool."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        with contextlib.suppress(Exception):
+            process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_isolated(task, groups: list[tuple[str, ...]], *args, time_limit: float | None = None):
     """``task(group, *args)`` for each group of losses in a child process (user code can call
-    os._exit or crash the interpreter: segbench must survive it, as ``segbench run`` does with its
-    workers). Yields ``(group, result)``, or ``(group, UserCodeDiedError)`` for a group whose process
-    died, and goes on with the next group in a fresh process. Plugins reach the child through
-    $SEGBENCH_PLUGINS (load_all exports them)."""
+    os._exit, crash the interpreter or never return: segbench must survive it, as ``segbench run``
+    does with its workers). Yields ``(group, result)``, or ``(group, UserCodeDiedError)`` for a group
+    whose process died or ran past ``time_limit`` seconds (a group of user losses only: segbench's
+    own losses have none), and goes on with the next group in a fresh process. Plugins reach the
+    child through $SEGBENCH_PLUGINS (load_all exports them)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
     from concurrent.futures.process import BrokenProcessPool
+
+    from segbench.registry import LOSSES
 
     context = multiprocessing.get_context("spawn")
     pool = None
@@ -140,8 +154,20 @@ def run_isolated(task, groups: list[tuple[str, ...]], *args):
         for group in groups:
             if pool is None:
                 pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init)
+            users = any(loss in LOSSES and LOSSES[loss].user is not None for loss in group)
             try:
-                yield group, pool.submit(task, group, *args).result()
+                yield group, pool.submit(task, group, *args).result(timeout=time_limit if users else None)
+            except FutureTimeout:
+                _kill(pool)
+                pool = None
+                names = ", ".join(f"{loss} ({origin_of(loss)})" for loss in group)
+                yield (
+                    group,
+                    UserCodeDiedError(
+                        f"the process evaluating loss {names} ran past its time limit of {time_limit:g} s and "
+                        "was killed (--timeout sets the limit); the other losses went on in a fresh process"
+                    ),
+                )
             except BrokenProcessPool:
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = None

@@ -84,13 +84,21 @@ def _rows_of(group: tuple[str, ...], scenario: Scenario) -> pd.DataFrame:
     return value_table(scenario, losses=group)
 
 
-def isolated_value_table(scenario: Scenario = SEED_SCENARIO, losses: Iterable[str] = LOSSES) -> pd.DataFrame:
-    """value_table with user losses each in a child process; a loss whose process died gets one
-    row naming it (mode "-", failure: what happened)."""
+USER_LOSS_TIME_LIMIT_S = 120.0  # a user loss's values in every mode (the examples: 5-40 s on 2 cores)
+
+
+def isolated_value_table(
+    scenario: Scenario = SEED_SCENARIO,
+    losses: Iterable[str] = LOSSES,
+    time_limit: float | None = USER_LOSS_TIME_LIMIT_S,
+) -> pd.DataFrame:
+    """value_table with user losses each in a child process; a loss whose process died or ran past
+    ``time_limit`` seconds gets one row naming it (mode "-", failure: what happened)."""
     from segbench import plugins
 
     frames = []
-    for group, result in plugins.run_isolated(_rows_of, plugins.loss_groups(losses), scenario):
+    groups = plugins.loss_groups(losses)
+    for group, result in plugins.run_isolated(_rows_of, groups, scenario, time_limit=time_limit):
         if isinstance(result, Exception):
             frames.append(
                 pd.DataFrame(
@@ -116,6 +124,29 @@ def value_pivot(table: pd.DataFrame) -> pd.DataFrame:
     return pivot
 
 
+def _time_limit(args: argparse.Namespace, default: float) -> float | None:
+    """--timeout: seconds (> 0), or 0/none for no limit; the default when not given."""
+    from segbench.runner import parse_time_limit
+
+    text = getattr(args, "timeout", None)
+    if text is None:
+        return default
+    try:
+        value = parse_time_limit(text)
+    except ValueError:
+        raise ValueError(f"--timeout takes seconds > 0, or 0/none for no limit, got {text!r}") from None
+    return value or None
+
+
+def add_timeout_option(parser: argparse.ArgumentParser, default: float) -> None:
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        help=f"stop a user loss's evaluation after this long, as a failure naming it (default {default:g} s; "
+        "0 or none: no limit)",
+    )
+
+
 def _command(args: argparse.Namespace) -> int:
     scenario = SEED_SCENARIO
     print(
@@ -129,7 +160,7 @@ def _command(args: argparse.Namespace) -> int:
     for loss in losses:
         if loss not in LOSSES:
             raise ValueError(f"--loss: unknown loss {loss!r}; expected one of: {', '.join(LOSSES)}")
-    table = isolated_value_table(scenario, losses)
+    table = isolated_value_table(scenario, losses, time_limit=_time_limit(args, USER_LOSS_TIME_LIMIT_S))
     died = table[table["mode"] == "-"]
     table = table[table["mode"] != "-"]
     if table.empty:  # every loss asked for failed: the lines below say how
@@ -187,5 +218,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser("values", help="every loss's value on the seed's scenario in every mode")
     parser.add_argument("--loss", help="comma-separated losses (default: all)")
+    add_timeout_option(parser, USER_LOSS_TIME_LIMIT_S)
     add_output_options(parser)
     parser.set_defaults(handler=_command)

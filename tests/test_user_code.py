@@ -89,3 +89,28 @@ def test_a_loss_without_a_numpy_reference_is_said_to_check_precision_not_logic(p
     path = plugin("plain_loss", "return tf.reduce_sum((y_true - y_pred) ** 2, axis=-1)\n")
     main(["check", "--plugin", path, "--loss", "plain_loss", "--mode", "eager", *EDGES])
     assert "checks precision, not logic" in capsys.readouterr().out
+
+
+HANGS = "import time\nwhile True:\n    time.sleep(1)\n"
+
+
+def test_values_stops_a_loss_that_never_returns_and_goes_on(plugin, capsys):
+    path = plugin("hanging_loss", HANGS)
+    args = ["values", "--plugin", path, "--loss", "hanging_loss,categorical_crossentropy", "--timeout", "20"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "hanging_loss (plugin " in captured.err and "past its time limit of 20 s" in captured.err
+    assert "categorical_ce" in captured.out  # the other loss still has its row
+
+
+def test_check_stops_a_loss_that_never_returns(plugin, capsys):
+    path = plugin("hanging_loss", HANGS)
+    args = ["check", "--plugin", path, "--loss", "hanging_loss", "--mode", "eager", *EDGES, "--timeout", "20"]
+    assert main(args) == 1
+    assert "past its time limit of 20 s" in capsys.readouterr().err
+
+
+def test_timeout_option_names_itself():
+    with pytest.raises(SystemExit):
+        main(["values", "--timeout"])
+    assert main(["values", "--timeout", "soon"]) == 2
