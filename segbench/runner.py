@@ -65,7 +65,7 @@ ORACLE_MAX_ELEMENTS = 2**25  # beyond this the oracle works in chunks within the
 # Peak memory of one call beyond its inputs, in input-sized arrays (one input: N*H*W*C in the
 # compute dtype), the largest over losses and formulations, measured by `segbench run` (the
 # peak_mem_bytes column: TensorFlow's allocator peak, tracemalloc for numpy) at batch 16, 512x512,
-# C=4, float32, in results/published/default-cpu, rounded up.
+# C=4, float32, in results/published/intel-xeon/default, rounded up.
 PEAK_INPUTS = {
     ("numpy", "forward"): 2.5,
     ("numpy", "forward+backward"): 4.0,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(sys.executable).parent / "segbench"
-PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "published" / "default-cpu"
+PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "published" / "intel-xeon" / "default"
 
 
 def python_start_up_s() -> float:

@@ -268,7 +268,7 @@ def test_slower_first_then_faster_then_inconclusive_and_no_change_counted(tmp_pa
 
 @pytest.mark.parametrize("columns", [80, 100, 120])
 def test_without_a_slower_cell_the_output_fits_15_lines(columns, monkeypatch, capsys):
-    published = Path(__file__).resolve().parents[1] / "results" / "published" / "verdicts"
+    published = Path(__file__).resolve().parents[1] / "results" / "published" / "intel-xeon" / "verdicts"
     monkeypatch.setenv("COLUMNS", str(columns))
     assert main(["compare", str(published / "quick_A"), str(published / "quick_C")]) == 0
     captured = capsys.readouterr()
@@ -301,7 +301,7 @@ def test_no_change_only_where_the_interval_shows_it():
 def test_published_aa_pairs_stay_clean_and_say_no_change_only_when_shown():
     from segbench import stats
 
-    published = Path(__file__).resolve().parents[1] / "results" / "published" / "verdicts"
+    published = Path(__file__).resolve().parents[1] / "results" / "published" / "intel-xeon" / "verdicts"
     runs = [results.load(published / f"quick_{x}") for x in "ABCD"]
     for i in range(4):
         for j in range(i + 1, 4):

@@ -15,7 +15,7 @@ from segbench.results import read_journal
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = [
-    ROOT / "results" / "published" / "default-cpu",  # Intel Xeon
+    ROOT / "results" / "published" / "intel-xeon" / "default",  # Intel Xeon
     ROOT.parent / "shared" / "runs" / "default-amd-epyc",  # AMD EPYC, where the checkout has it beside
 ]
 

@@ -12,7 +12,7 @@ from segbench import tables
 from segbench.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED = ROOT / "results" / "published"
+PUBLISHED = ROOT / "results" / "published" / "intel-xeon"
 # What TensorFlow's C++ runtime prints at start-up when nobody keeps it from the terminal.
 STARTUP_LINES = ("absl::InitializeLog", "oneDNN custom operations", "cuda_", "Unable to register", "TF-TRT")
 
@@ -62,7 +62,7 @@ def test_bad_format_is_named():
 
 
 def test_compare_of_one_run_fits_and_keeps_what_matters(capsys):
-    assert main(["compare", str(PUBLISHED / "default-cpu")]) == 0
+    assert main(["compare", str(PUBLISHED / "default")]) == 0
     out = capsys.readouterr().out
     assert widest(out) <= 100
     header = next(line for line in out.splitlines() if line.startswith("loss ") and "shape" in line)
@@ -73,7 +73,7 @@ def test_compare_of_one_run_fits_and_keeps_what_matters(capsys):
 
 
 def test_compare_formats_and_columns(capsys):
-    run = str(PUBLISHED / "default-cpu")
+    run = str(PUBLISHED / "default")
     assert main(["compare", run, "--columns", "loss,shape,best,time"]) == 0
     out = capsys.readouterr().out
     assert "loss" in out and "eager" not in out.split("==")[-1]

@@ -1,6 +1,6 @@
 """The share of the read ceiling as C grows, from a run of the classes sweep (README, Performance).
 
-.venv/bin/python docs/performance/classes_table.py results/published/scaling-classes-cpu
+.venv/bin/python docs/performance/classes_table.py results/published/intel-xeon/scaling-classes
 """
 
 from __future__ import annotations
