@@ -134,6 +134,11 @@ def _kill(pool) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _died(group: tuple[str, ...], how: str) -> UserCodeDiedError:
+    names = ", ".join(f"{loss} ({origin_of(loss)})" for loss in group)
+    return UserCodeDiedError(f"the process evaluating loss {names} {how}; the other losses went on in a fresh process")
+
+
 def run_isolated(task, groups: list[tuple[str, ...]], *args, time_limit: float | None = None):
     """``task(group, *args)`` for each group of losses in a child process (user code can call
     os._exit, crash the interpreter or never return: segbench must survive it, as ``segbench run``
@@ -160,25 +165,12 @@ def run_isolated(task, groups: list[tuple[str, ...]], *args, time_limit: float |
             except FutureTimeout:
                 _kill(pool)
                 pool = None
-                names = ", ".join(f"{loss} ({origin_of(loss)})" for loss in group)
-                yield (
-                    group,
-                    UserCodeDiedError(
-                        f"the process evaluating loss {names} ran past its time limit of {time_limit:g} s and "
-                        "was killed (--timeout sets the limit); the other losses went on in a fresh process"
-                    ),
-                )
+                how = f"ran past its time limit of {time_limit:g} s and was killed (--timeout sets the limit)"
+                yield group, _died(group, how)
             except BrokenProcessPool:
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = None
-                names = ", ".join(f"{loss} ({origin_of(loss)})" for loss in group)
-                yield (
-                    group,
-                    UserCodeDiedError(
-                        f"the process evaluating loss {names} died (os._exit, a segfault or a kill): "
-                        "its code ended the interpreter; the other losses went on in a fresh process"
-                    ),
-                )
+                yield group, _died(group, "died (os._exit, a segfault or a kill): its code ended the interpreter")
     finally:
         if pool is not None:
             pool.shutdown(wait=True)

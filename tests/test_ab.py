@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -68,19 +69,26 @@ def test_bad_refs_name_the_side(tmp_path, capsys, monkeypatch):
     assert "without segbench/__init__.py" in capsys.readouterr().err
 
 
-def test_a_cell_that_fails_on_one_side_names_that_side(tmp_path, capsys):
-    """A cell one side cannot run (an older commit without a formulation, a bug) is recorded on both
-    sides as not run, and its error says which side's code raised."""
+def copy_with_fused_numpy(tmp_path, name: str, body: str):
+    """A copy of segbench whose numpy fused cross-entropy is ``_replaced(*args, **kwargs)`` with ``body``."""
     import shutil
 
-    tree = tmp_path / "broken"
+    tree = tmp_path / name
     shutil.copytree(ROOT / "segbench", tree / "segbench", ignore=shutil.ignore_patterns("__pycache__"))
     numpy_losses = tree / "segbench" / "losses_numpy.py"
     numpy_losses.write_text(
         numpy_losses.read_text()
-        + "\n\ndef _broken(*args, **kwargs):\n    raise ValueError('broken on purpose')\n\n\n"
-        + 'IMPLEMENTATIONS[("categorical_crossentropy", "fused")] = (_broken, _broken)\n'
+        + "\n\ndef _replaced(*args, **kwargs):\n"
+        + textwrap.indent(body, "    ")
+        + '\n\nIMPLEMENTATIONS[("categorical_crossentropy", "fused")] = (_replaced, _replaced)\n'
     )
+    return tree
+
+
+def test_a_cell_that_fails_on_one_side_names_that_side(tmp_path, capsys):
+    """A cell one side cannot run (an older commit without a formulation, a bug) is recorded on both
+    sides as not run, and its error says which side's code raised."""
+    tree = copy_with_fused_numpy(tmp_path, "broken", "raise ValueError('broken on purpose')\n")
     sweep = NUMPY_SWEEP.replace(passes=("forward",), batches=(1,))
     table = run_ab(str(ROOT), str(tree), QUICK, sweep, out=tmp_path / "ab", rounds=4, visits=1, progress=False)
     assert set(table["formulation"]) == {"reference"}  # only the cell both sides ran is compared
@@ -163,16 +171,7 @@ def test_a_branch_that_is_also_a_directory_says_which_is_meant(tmp_path, capsys,
 
 
 def test_a_loss_that_never_returns_is_a_timeout_on_both_sides_and_ab_goes_on(tmp_path):
-    import shutil
-
-    tree = tmp_path / "hanging"
-    shutil.copytree(ROOT / "segbench", tree / "segbench", ignore=shutil.ignore_patterns("__pycache__"))
-    numpy_losses = tree / "segbench" / "losses_numpy.py"
-    numpy_losses.write_text(
-        numpy_losses.read_text()
-        + "\n\ndef _hang(*args, **kwargs):\n    import time\n    while True:\n        time.sleep(1)\n\n\n"
-        + 'IMPLEMENTATIONS[("categorical_crossentropy", "fused")] = (_hang, _hang)\n'
-    )
+    tree = copy_with_fused_numpy(tmp_path, "hanging", "import time\nwhile True:\n    time.sleep(1)\n")
     sweep = NUMPY_SWEEP.replace(passes=("forward",), batches=(1,))
     table = run_ab(
         str(ROOT), str(tree), QUICK, sweep, out=tmp_path / "ab", rounds=4, visits=1, progress=False, time_limit=3
