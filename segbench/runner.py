@@ -140,7 +140,12 @@ def _read_inputs_numpy(y_true: np.ndarray, y_pred: np.ndarray) -> Callable[[], A
     return lambda: y_true.sum() + y_pred.sum()
 
 
-def _tensorflow_read_kernels(device: devices.Device) -> dict[str, tuple[Callable[[Any, Any], Any], int]]:
+READ_BLOCKS = 16  # the blocked formulation's block count at C=4 (segbench.losses_tf)
+
+
+def _tensorflow_read_kernels(
+    device: devices.Device, pixels_per_image: int = 0
+) -> dict[str, tuple[Callable[[Any, Any], Any], int]]:
     """TensorFlow kernels that read both inputs once, each with how many times it moves them.
 
     Eager ``reduce_sum`` runs Eigen's multi-threaded reduction (on the CPU, often the fastest read
@@ -152,6 +157,21 @@ def _tensorflow_read_kernels(device: devices.Device) -> dict[str, tuple[Callable
     def reduce_sum(a: Any, b: Any) -> Any:
         return tf.reduce_sum(a) + tf.reduce_sum(b)
 
+    def column_sums(a: Any, b: Any) -> Any:  # XLA's column reduction: rows read in order
+        columns = a.shape[-2] * a.shape[-1]
+        return tf.reduce_sum(tf.reshape(a, [-1, columns]), axis=0) + tf.reduce_sum(tf.reshape(b, [-1, columns]), axis=0)
+
+    def interleaved_blocks(a: Any, b: Any) -> Any:
+        """The read of the blocked formulation without its arithmetic: 16 interleaved blocks of
+        8-pixel groups added elementwise in one loop fusion over both cores; on the AMD EPYC it
+        read faster than every reduction (27 GB/s against 26 for numpy's sum, 13 for XLA's)."""
+        n, group = a.shape[0], 8 * a.shape[-1]
+        x, y = tf.reshape(a, [n, -1, READ_BLOCKS, group]), tf.reshape(b, [n, -1, READ_BLOCKS, group])
+        total = x[:, :, 0] + y[:, :, 0]
+        for block in range(1, READ_BLOCKS):
+            total = total + x[:, :, block] + y[:, :, block]
+        return tf.reduce_sum(total)
+
     kernels = {
         "tf eager reduce_sum": (reduce_sum, 1),
         "tf.function reduce_sum": (tf.function(reduce_sum), 1),
@@ -161,6 +181,9 @@ def _tensorflow_read_kernels(device: devices.Device) -> dict[str, tuple[Callable
             1,
         ),
     }
+    kernels["xla column sums"] = (tf.function(column_sums, jit_compile=True), 1)
+    if pixels_per_image % (8 * READ_BLOCKS) == 0:
+        kernels["xla interleaved blocks"] = (tf.function(interleaved_blocks, jit_compile=True), 1)
     if device.is_gpu:
         kernels["gpu device copy"] = (lambda a, b: (tf.identity(a + 0), tf.identity(b + 0))[1], 2)
     return kernels
@@ -232,7 +255,8 @@ def measure_ceiling(
         y_pred = devices.place(scene.y_pred, device, "tensorflow")
         sync = devices.synchronizer(device, "tensorflow")
         with devices.on(device, "tensorflow"):
-            for name, (kernel, passes) in _tensorflow_read_kernels(device).items():
+            pixels = int(np.prod(scene.y_true.shape[1:3]))
+            for name, (kernel, passes) in _tensorflow_read_kernels(device, pixels).items():
                 median = measure(lambda kernel=kernel: kernel(y_true, y_pred), sync, budget).median
                 rates[name] = passes * nbytes / median
     method = max(rates, key=rates.get)
