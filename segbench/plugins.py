@@ -122,6 +122,11 @@ def _child_init() -> None:  # pragma: no cover - runs in the child
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    has_tensorflow = importlib.util.find_spec("tensorflow") is not None
+    if has_tensorflow and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        from segbench.worker import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # its start-up lines kept from the terminal, as in every command
     load_all(export=False)
 
 
