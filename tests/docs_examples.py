@@ -1,7 +1,9 @@
 """A pytest plugin (``-p docs_examples`` in pyproject.toml): the documentation's commands, run as
 tests (Sybil): every ```bash block that is followed by an
 output block is run from the repository root, and its output must contain the shown lines in
-order, with numbers (and their units) allowed to differ, since they vary by machine. A command
+order, with numbers (and their units) allowed to differ, since they vary by machine; ``[...]`` in
+a shown line stands for words that do (the CPU's name, the fastest mode), and a line ``...`` for
+lines left out. A command
 too slow for CI or needing what CI lacks is marked ``<!-- docs: skip, REASON -->`` just above it,
 and the test report lists it as skipped with that reason."""
 
@@ -51,9 +53,10 @@ def run_example(example) -> None:
     shown = comparable(done.stdout + done.stderr)
     position = 0
     for line in comparable(expected):
+        pattern = re.compile(".*".join(re.escape(part) for part in line.split("[...]")))
         try:
-            position = shown.index(line, position) + 1
-        except ValueError:
+            position = next(i for i in range(position, len(shown)) if pattern.fullmatch(shown[i])) + 1
+        except StopIteration:
             raise AssertionError(
                 f"{example.path}:{example.line}: `{command.strip()}` printed no line like\n  {line}\n"
                 f"after its line {position}; it printed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
