@@ -325,17 +325,17 @@ def _check_implementation(
         value = np.asarray(result[0] if gradient else result, dtype=np.float64)
         terms = _terms(loss, scene, reduction, value)
         if reduction == "none":  # a map: element by element (segbench.tolerances.map_score)
-            rtol = tolerances.map_rtol(dtype, terms, mode, loss)
+            rtol = tolerances.map_rtol(dtype, terms, mode, loss, formulation)
             score = tolerances.map_score(value, references[reduction], rtol)
         else:
             clipped = _clipped_fraction(loss, references)
             tol = tolerances.value_tolerance(
-                dtype, terms, mode, loss, scale=_count(loss, scene, reduction), clipped=clipped
+                dtype, terms, mode, loss, scale=_count(loss, scene, reduction), clipped=clipped, formulation=formulation
             )
             score = _score(value, references[reduction], **tol)
         rows.append(_row(name, loss, formulation, mode, pass_, dtype, label, score))
         if gradient:
-            rtol = tolerances.gradient_rtol(dtype, _gradient_terms(loss, scene), mode, loss)
+            rtol = tolerances.gradient_rtol(dtype, _gradient_terms(loss, scene), mode, loss, formulation)
             got = np.asarray(result[1], dtype=np.float64)
             score = tolerances.gradient_score(got, references[f"grad_{reduction}"], rtol)
             rows.append(_row(name, loss, formulation, mode, pass_, dtype, f"grad_{reduction}", score))

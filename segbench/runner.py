@@ -293,7 +293,7 @@ def oracle_columns(value: float, expected: float | None, case: Case) -> dict[str
     of its dtype, mode and loss for a mean (segbench.tolerances.for_mean); NA when no oracle."""
     if expected is None:
         return {"oracle_abs_diff": None, "oracle_rtol": None, "within_tolerance": None}
-    tol = tolerances.for_mean(case.dtype, case.mode, case.loss, case.pixels, case.classes)
+    tol = tolerances.for_mean(case.dtype, case.mode, case.loss, case.pixels, case.classes, case.formulation)
     diff = abs(value - expected)
     return {
         "oracle_abs_diff": diff,

@@ -171,7 +171,9 @@ def _keras(name: str):
 keras_categorical_crossentropy = _keras("CategoricalCrossentropy")
 
 
-FLOAT64_ACCUMULATION.update({"soft_dice", "tversky"})  # their TensorFlow sums: see _image_sum
+FLOAT64_ACCUMULATION.update(
+    {("soft_dice", "reference"), ("tversky", "reference")}
+)  # their TensorFlow sums: see _image_sum
 register_loss(
     "soft_dice",
     soft_dice_tensorflow,

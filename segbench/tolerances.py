@@ -98,18 +98,21 @@ SUMMATION = {"numpy": "pairwise", "eager": "pairwise", "function": "pairwise", "
 """How each mode sums a long reduction (see the module docstring); None or an unknown mode: the
 worst of them (sequential)."""
 
-FLOAT64_ACCUMULATION: set[str] = set()
-"""Losses whose TensorFlow code accumulates their sums in float64 (filled by segbench.standard)."""
+FLOAT64_ACCUMULATION: set[tuple[str, str]] = set()
+"""(loss, formulation) pairs whose TensorFlow code accumulates its sums in float64 (filled by
+segbench.standard: its own soft Dice and Tversky; Keras' versions, the ``keras`` formulation, do not)."""
 
 
 def unit_roundoff(dtype: str) -> float:
     return float(np.finfo(compute_dtype(dtype)).eps) / 2
 
 
-def summation(mode: str | None, loss: str | None = None, dtype: str = "float32") -> str:
-    """The kind of summation ``mode`` does for ``loss`` on inputs of ``dtype``: pairwise,
-    sequential or float64 (a float64 accumulator only beats float32 inputs' own precision)."""
-    if loss in FLOAT64_ACCUMULATION and mode not in (None, "numpy") and compute_dtype(dtype) != "float64":
+def summation(mode: str | None, loss: str | None = None, dtype: str = "float32", formulation: str | None = None) -> str:
+    """The kind of summation ``mode`` does for ``loss`` (in ``formulation``, default reference) on
+    inputs of ``dtype``: pairwise, sequential or float64 (a float64 accumulator only beats float32
+    inputs' own precision)."""
+    float64 = (loss, formulation or "reference") in FLOAT64_ACCUMULATION
+    if float64 and mode not in (None, "numpy") and compute_dtype(dtype) != "float64":
         return "float64"
     return SUMMATION.get(mode or "", "sequential")
 
@@ -145,28 +148,45 @@ def value_tolerance(
     *,
     scale: float = 1.0,
     clipped: float = 0.0,
+    formulation: str | None = None,
 ) -> dict[str, float]:
     """``rtol`` and ``atol`` for a mean (``scale`` 1) or a sum (``scale`` = the number of values it
     adds) of per-pixel or per-image terms, ``terms`` input values summed in all; ``clipped``: the
     fraction of the terms clipped at 1 - EPSILON (each clip_error(dtype) off)."""
     u = unit_roundoff(dtype)
     condition = LOSS_CONDITION.get(loss or "", {})
-    rtol = u * (ELEMENT_ULPS + summation_error(summation(mode, loss, dtype), terms)) * condition.get("value", 1.0)
+    rtol = (
+        u
+        * (ELEMENT_ULPS + summation_error(summation(mode, loss, dtype, formulation), terms))
+        * condition.get("value", 1.0)
+    )
     # A loss term is at least -log(1 - 1e-7) ~ 1e-7 where it is not 0: below that, zero.
     floor = condition.get("value_floor", 1e-7)
     return {"rtol": rtol, "atol": (rtol * floor + clip_error(dtype) * clipped) * scale}
 
 
-def gradient_rtol(dtype: str, terms: int = 1, mode: str | None = None, loss: str | None = None) -> float:
+def gradient_rtol(
+    dtype: str, terms: int = 1, mode: str | None = None, loss: str | None = None, formulation: str | None = None
+) -> float:
     """The relative part of a gradient's tolerance (``terms``: input values feeding each entry)."""
     condition = LOSS_CONDITION.get(loss or "", {}).get("gradient", 1.0)
-    return unit_roundoff(dtype) * (GRADIENT_ULPS + summation_error(summation(mode, loss, dtype), terms)) * condition
+    return (
+        unit_roundoff(dtype)
+        * (GRADIENT_ULPS + summation_error(summation(mode, loss, dtype, formulation), terms))
+        * condition
+    )
 
 
-def map_rtol(dtype: str, terms: int = 1, mode: str | None = None, loss: str | None = None) -> float:
+def map_rtol(
+    dtype: str, terms: int = 1, mode: str | None = None, loss: str | None = None, formulation: str | None = None
+) -> float:
     """The relative part of a per-pixel or per-image map's tolerance (entry by entry, MAP_FLOOR)."""
     condition = LOSS_CONDITION.get(loss or "", {}).get("value", 1.0)
-    return unit_roundoff(dtype) * (ELEMENT_ULPS + summation_error(summation(mode, loss, dtype), terms)) * condition
+    return (
+        unit_roundoff(dtype)
+        * (ELEMENT_ULPS + summation_error(summation(mode, loss, dtype, formulation), terms))
+        * condition
+    )
 
 
 def typical_magnitude(expected: np.ndarray) -> float:
@@ -193,11 +213,13 @@ def gradient_score(got: np.ndarray, expected: np.ndarray, rtol: float, typical: 
     return float(np.max(np.abs(got - expected) / allowed))
 
 
-def for_mean(dtype: str, mode: str, loss: str, pixels: int, classes: int) -> dict[str, float]:
+def for_mean(
+    dtype: str, mode: str, loss: str, pixels: int, classes: int, formulation: str | None = None
+) -> dict[str, float]:
     """The tolerance of a cell's mean (``segbench run``'s within_tolerance): segbench's losses sum
     their per-pixel terms; a registered loss may sum every input entry (a per-image loss does)."""
     from segbench.registry import LOSSES
 
     spec = LOSSES.get(loss)
     terms = pixels * classes if spec is not None and spec.user is not None else pixels
-    return value_tolerance(dtype, terms, mode, loss)
+    return value_tolerance(dtype, terms, mode, loss, formulation=formulation)

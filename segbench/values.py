@@ -61,7 +61,7 @@ def value_table(
                     failure = ""
                 diff = abs(value - expected)
                 terms = scene.y_true.size if user else scene.y_true.size // scene.y_true.shape[-1]
-                tol = tolerances.value_tolerance(scenario.dtype, terms, mode, loss)
+                tol = tolerances.value_tolerance(scenario.dtype, terms, mode, loss, formulation=formulation)
                 rows.append(
                     {
                         **asdict(scenario),

@@ -21,8 +21,8 @@ from sybil import Region, Sybil
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = re.compile(
     r"(?:<!-- docs: skip, (?P<skip>[^>]*?) -->\n)?"
-    r"```bash\n(?P<command>.*?)```\n(?:[ \t]*\n)?"
-    r"```(?:text)?\n(?P<output>.*?)```",
+    r"```bash\n(?P<command>(?:(?!```).)*?)```\n(?:[ \t]*\n)?"  # one block: no fence inside it
+    r"```(?:text)?\n(?P<output>(?:(?!```).)*?)```",
     re.DOTALL,
 )
 NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?\s*(?:µs|ms|ns|min|s|GB/s|GiB|MiB|%|x)?(?![A-Za-z])")

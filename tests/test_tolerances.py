@@ -100,6 +100,7 @@ def test_the_sum_model_grows_as_each_summation_does():
     assert tolerances.summation_error("float64", n) == 0
     assert tolerances.value_tolerance("float32", n, "xla")["rtol"] < 4 * u * n / 100
     assert tolerances.summation("xla", "soft_dice") == "float64"
+    assert tolerances.summation("xla", "soft_dice", formulation="keras") == "sequential"  # Keras' Dice: float32
     assert tolerances.value_tolerance("float16") == tolerances.value_tolerance("float32")  # computed in float32
 
 
