@@ -336,5 +336,5 @@ def test_tables_before_the_backend_column_load_with_the_backend_of_their_mode(tm
     frame = results.load(tmp_path / "old.csv")
     assert list(frame["backend"]) == ["numpy", "tensorflow"]
     assert (
-        results.SCHEMA_VERSION == 4 and list(results.SCHEMA).index("backend") == list(results.SCHEMA).index("mode") + 1
+        results.SCHEMA_VERSION == 5 and list(results.SCHEMA).index("backend") == list(results.SCHEMA).index("mode") + 1
     )

@@ -65,7 +65,7 @@ def test_good_input_passes(good):
     ("kwargs", "message"),
     [
         ({"loss": "dice"}, "unknown loss 'dice'; expected one of: categorical_crossentropy"),
-        ({"mode": "jax"}, "unknown mode 'jax'; expected one of: numpy, eager, function, xla"),
+        ({"mode": "mxnet"}, "unknown mode 'mxnet'; expected one of: numpy, eager, function, xla, jax, jax-jit"),
         ({"formulation": "magic"}, "unknown formulation 'magic'; expected one of: reference"),
         ({"reduction": "max"}, "unknown reduction 'max'; expected one of: mean, sum, none"),
     ],
