@@ -166,8 +166,8 @@ SLOW_CELLS = """
 import time
 from segbench import runner
 measure_cell = runner.Runner.measure_cell
-def slow(self, case):
-    row = measure_cell(self, case)
+def slow(self, case, **kwargs):
+    row = measure_cell(self, case, **kwargs)
     time.sleep(0.4)
     return row
 runner.Runner.measure_cell = slow
@@ -407,11 +407,11 @@ HANGING_CELLS = """
 import time
 from segbench import runner
 measure_cell = runner.Runner.measure_cell
-def hang(self, case):
+def hang(self, case, **kwargs):
     if case.batch == 2:
         while True:
             time.sleep(1)
-    return measure_cell(self, case)
+    return measure_cell(self, case, **kwargs)
 runner.Runner.measure_cell = hang
 """
 
