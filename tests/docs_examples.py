@@ -45,12 +45,20 @@ def run_example(example) -> None:
     command, expected, skip = example.parsed
     if skip:
         pytest.skip(skip)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "100"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    # unbuffered, and stderr into stdout: the lines in the order a terminal shows them
+    env = {**os.environ, "PATH": path, "COLUMNS": "100", "PYTHONUNBUFFERED": "1"}
     env.pop("SEGBENCH_PROFILE", None)
     done = subprocess.run(
-        ["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+        ["bash", "-c", command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
     )
-    shown = comparable(done.stdout + done.stderr)
+    shown = comparable(done.stdout)
     position = 0
     for line in comparable(expected):
         pattern = re.compile(".*".join(re.escape(part) for part in line.split("[...]")))
@@ -59,7 +67,7 @@ def run_example(example) -> None:
         except StopIteration:
             raise AssertionError(
                 f"{example.path}:{example.line}: `{command.strip()}` printed no line like\n  {line}\n"
-                f"after its line {position}; it printed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
+                f"after its line {position}; it printed:\n{done.stdout[-4000:]}"
             ) from None
 
 
