@@ -139,13 +139,15 @@ def _expected_runtime_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here, KeyboardInterrupt is handled
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)  # imports every command's module (numpy, pandas...)
     except KeyboardInterrupt:  # Ctrl-C while the command starts: nothing was measured yet
         print("segbench: interrupted", file=sys.stderr)
         return 130
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        # Only now: a KeyboardInterrupt inside an extension's import becomes an ImportError
+        # (numpy's "could not import module datetime"), so the imports above stay under the quiet handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     command = f"segbench {args.command}"
     try:
         if args.command in IMPORTS_TENSORFLOW:
