@@ -87,10 +87,13 @@ def test_asv_run_over_two_commits(tmp_path):
         "SEGBENCH_PROFILE": "tiny",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    asv("machine", "--yes", "--machine", "segbench-test", cwd=repo, env=env)
+    # --yes with --machine records the name alone; without it asv detects the CPU, cores, RAM, OS
+    asv("machine", "--yes", cwd=repo, env=env)
+    machines = json.loads((home / ".asv-machine.json").read_text())
+    machine = next(name for name in machines if name != "version")
     benchmarks = ["-b", "TimeLoss", "-b", "TrackLossValue"]
     # a git range: HEAD~2..HEAD is the two newest commits
-    asv("run", "HEAD~2..HEAD", "--record-samples", "--machine", "segbench-test", *benchmarks, cwd=repo, env=env)
+    asv("run", "HEAD~2..HEAD", "--record-samples", "--machine", machine, *benchmarks, cwd=repo, env=env)
 
     frame = from_asv(repo / ".asv" / "results")
     assert set(frame["git_commit"]) == set(commits)
@@ -108,7 +111,7 @@ def test_asv_run_over_two_commits(tmp_path):
             expected = oracle.loss_value(row["loss"], scene.y_true, scene.y_pred)
             assert row["loss_value"] == pytest.approx(expected, rel=1e-5)
 
-    compared = asv("compare", commits[1], commits[0], "--machine", "segbench-test", cwd=repo, env=env)
+    compared = asv("compare", commits[1], commits[0], "--machine", machine, cwd=repo, env=env)
     assert "time_loss" in compared.stdout
     asv("publish", cwd=repo, env=env)
     assert (repo / ".asv" / "html" / "index.html").exists()
