@@ -153,40 +153,31 @@ def value_tolerance(
     """``rtol`` and ``atol`` for a mean (``scale`` 1) or a sum (``scale`` = the number of values it
     adds) of per-pixel or per-image terms, ``terms`` input values summed in all; ``clipped``: the
     fraction of the terms clipped at 1 - EPSILON (each clip_error(dtype) off)."""
-    u = unit_roundoff(dtype)
-    condition = LOSS_CONDITION.get(loss or "", {})
-    rtol = (
-        u
-        * (ELEMENT_ULPS + summation_error(summation(mode, loss, dtype, formulation), terms))
-        * condition.get("value", 1.0)
-    )
+    rtol = map_rtol(dtype, terms, mode, loss, formulation)  # the same rounding as one entry of a map
     # A loss term is at least -log(1 - 1e-7) ~ 1e-7 where it is not 0: below that, zero.
-    floor = condition.get("value_floor", 1e-7)
+    floor = LOSS_CONDITION.get(loss or "", {}).get("value_floor", 1e-7)
     return {"rtol": rtol, "atol": (rtol * floor + clip_error(dtype) * clipped) * scale}
+
+
+def _rtol(ulps: float, quantity: str, dtype: str, terms: int, mode, loss, formulation) -> float:
+    """u x (``ulps`` + the summation's error over ``terms``) x the loss's conditioning of ``quantity``."""
+    condition = LOSS_CONDITION.get(loss or "", {}).get(quantity, 1.0)
+    kind = summation(mode, loss, dtype, formulation)
+    return unit_roundoff(dtype) * (ulps + summation_error(kind, terms)) * condition
 
 
 def gradient_rtol(
     dtype: str, terms: int = 1, mode: str | None = None, loss: str | None = None, formulation: str | None = None
 ) -> float:
     """The relative part of a gradient's tolerance (``terms``: input values feeding each entry)."""
-    condition = LOSS_CONDITION.get(loss or "", {}).get("gradient", 1.0)
-    return (
-        unit_roundoff(dtype)
-        * (GRADIENT_ULPS + summation_error(summation(mode, loss, dtype, formulation), terms))
-        * condition
-    )
+    return _rtol(GRADIENT_ULPS, "gradient", dtype, terms, mode, loss, formulation)
 
 
 def map_rtol(
     dtype: str, terms: int = 1, mode: str | None = None, loss: str | None = None, formulation: str | None = None
 ) -> float:
     """The relative part of a per-pixel or per-image map's tolerance (entry by entry, MAP_FLOOR)."""
-    condition = LOSS_CONDITION.get(loss or "", {}).get("value", 1.0)
-    return (
-        unit_roundoff(dtype)
-        * (ELEMENT_ULPS + summation_error(summation(mode, loss, dtype, formulation), terms))
-        * condition
-    )
+    return _rtol(ELEMENT_ULPS, "value", dtype, terms, mode, loss, formulation)
 
 
 def typical_magnitude(expected: np.ndarray) -> float:
