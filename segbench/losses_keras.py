@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from keras import ops
 
 from segbench._constants import EPSILON, REDUCTIONS
@@ -37,11 +38,13 @@ def reduce(per_pixel: Any, reduction: str) -> Any:
 
 def clip(y_pred: Any) -> Any:
     """clip(y_pred, EPSILON, 1 - EPSILON); its gradient is 1 within the bounds (included), else 0."""
-    # The bounds in the inputs' dtype: Keras turns a Python float into a float32 tensor on some
-    # backends, which in float64 would clip at float32's 1 - 1e-7 (0.99999988) instead.
-    low, high = ops.cast(EPSILON, y_pred.dtype), ops.cast(1.0 - EPSILON, y_pred.dtype)
-    passes = ops.logical_and(ops.greater_equal(y_pred, low), ops.less_equal(y_pred, high))
-    return ops.where(passes, y_pred, ops.stop_gradient(ops.minimum(ops.maximum(y_pred, low), high)))
+    # Each step keeps the inputs' dtype in float64 on every backend (Keras 3.15): ops.cast(1 - 1e-7,
+    # "float64") first makes a float32 tensor on TensorFlow, and on PyTorch ops.maximum of two
+    # float64 tensors returns float32; either would clip at float32's 1 - 1e-7 (0.99999988).
+    low = ops.cast(ops.convert_to_tensor(np.asarray(EPSILON), dtype="float64"), y_pred.dtype)
+    high = ops.cast(ops.convert_to_tensor(np.asarray(1.0 - EPSILON), dtype="float64"), y_pred.dtype)
+    # where, not minimum/maximum: the gradient reaches y_pred exactly where it is kept
+    return ops.where(ops.less(y_pred, low), low, ops.where(ops.greater(y_pred, high), high, y_pred))
 
 
 def present_classes(y_true: Any) -> Any:
