@@ -33,7 +33,7 @@ def plugin(tmp_path, monkeypatch):
 
 
 # noise that no two calls can escape by chance: each call scales by one more than the last
-NOISY = "loss.calls = getattr(loss, 'calls', 0) + 1\nreturn tf.reduce_sum((y_true - y_pred) ** 2, axis=-1) * loss.calls\n"
+NOISY = "loss.calls = getattr(loss, 'calls', 0) + 1\nreturn tf.reduce_sum((y_true - y_pred) ** 2, -1) * loss.calls\n"
 RANDOM = "return tf.reduce_sum((y_true - y_pred) ** 2, axis=-1) * (1 + tf.random.uniform([], dtype=y_pred.dtype))\n"
 EXITS = "import os\nos._exit(3)\n"
 STRING = "return 'not a tensor'\n"
