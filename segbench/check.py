@@ -197,8 +197,12 @@ def run_check(
     scenarios: Iterable[str] | None = None,
     losses: Iterable[str] | None = None,
     bandwidth: bool = True,
+    progress: bool = False,
 ) -> pd.DataFrame:
-    """One row per check (inputs, oracle numbers, each implementation) with its score and verdict."""
+    """One row per check (inputs, oracle numbers, each implementation) with its score and verdict;
+    ``progress``: a progress line on stderr (scenario x loss items, weighted by the scenario's size)."""
+    from segbench.progress import Expected, Progress
+
     validate_table(table)
     by_name = {s.name: s for s in (*REFERENCE_SCENARIOS, *LIVE_SCENARIOS)}
     if scenarios is not None:
@@ -208,10 +212,27 @@ def run_check(
     losses = list(losses) if losses is not None else list(LOSSES)
     modes, formulations = list(modes), list(formulations)
     indexed = table.set_index(["scenario", "loss", "quantity"])
-    rows = []
     for name in names:
         if name not in by_name:
             raise ValueError(f"--scenario: unknown scenario {name!r}; expected one of: {', '.join(by_name)}")
+    items = [
+        Expected(
+            name, elements=by_name[name].batch * by_name[name].height * by_name[name].width * by_name[name].classes
+        )
+        for name in names
+        for _ in losses
+    ]
+    bar = Progress(len(items), "scenario-loss pair", enabled=progress, expected=items)
+    try:
+        rows = _check_scenarios(names, by_name, losses, modes, formulations, indexed, bar)
+    finally:
+        bar.close()
+    return pd.DataFrame(rows)
+
+
+def _check_scenarios(names, by_name, losses, modes, formulations, indexed, bar) -> list[dict]:
+    rows = []
+    for name in names:
         scenario = by_name[name]
         scene = scenario.scene()
         live = scenario in LIVE_SCENARIOS
@@ -249,7 +270,8 @@ def run_check(
                                 name, scene, loss, formulation, mode, pass_, references, reductions=reductions
                             )
                         )
-    return pd.DataFrame(rows)
+            bar.update(f"{name}: {loss}")
+    return rows
 
 
 def _check_oracle(name: str, loss: str, scene: Scene, dtype: str, indexed: pd.DataFrame) -> list[dict]:
@@ -446,6 +468,7 @@ def _command(args: argparse.Namespace) -> int:
         losses or list(LOSSES),
         bandwidth=not args.no_bandwidth,
         time_limit=_time_limit(args, USER_LOSS_TIME_LIMIT_S),
+        progress=not args.quiet,
     )
     from segbench.plugins import origin_of
 
@@ -478,16 +501,24 @@ def _command(args: argparse.Namespace) -> int:
     return 1 if len(bad) or len(unstable) else 0
 
 
-def _check_group(group: tuple[str, ...], table, modes, scenarios, bandwidth: bool) -> pd.DataFrame:
-    """run_check for one group of losses (what a child process computes)."""
-    return run_check(table, modes=modes, scenarios=scenarios, losses=list(group), bandwidth=bandwidth)
+def _check_group(group: tuple[str, ...], table, modes, scenarios, bandwidth: bool, progress: bool) -> pd.DataFrame:
+    """run_check for one group of losses (what a child process computes; its stderr is ours)."""
+    return run_check(
+        table, modes=modes, scenarios=scenarios, losses=list(group), bandwidth=bandwidth, progress=progress
+    )
 
 
 USER_LOSS_TIME_LIMIT_S = 900.0  # a user loss on every scenario, the bandwidth-sized one included
 
 
 def isolated_check(
-    table, modes, scenarios, losses, bandwidth: bool = True, time_limit: float | None = USER_LOSS_TIME_LIMIT_S
+    table,
+    modes,
+    scenarios,
+    losses,
+    bandwidth: bool = True,
+    time_limit: float | None = USER_LOSS_TIME_LIMIT_S,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """run_check with user losses each in a child process: a loss whose code kills its process
     gets one failing row naming it and its plugin, and the others are checked."""
@@ -495,7 +526,14 @@ def isolated_check(
 
     frames, seen_inputs = [], False
     for group, result in plugins.run_isolated(
-        _check_group, plugins.loss_groups(losses), table, modes, scenarios, bandwidth, time_limit=time_limit
+        _check_group,
+        plugins.loss_groups(losses),
+        table,
+        modes,
+        scenarios,
+        bandwidth,
+        progress,
+        time_limit=time_limit,
     ):
         if isinstance(result, Exception):
             frames.append(
@@ -546,6 +584,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-bandwidth", action="store_true", help="skip the batch 16, 512x512 scenario (about a minute)"
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument("--top", type=int, default=12, help="rows of the worst-differences table to print")
     parser.add_argument("--regenerate", action="store_true", help="rewrite the table from the oracle (see above)")
     from segbench.compare import add_output_options

@@ -159,3 +159,14 @@ def test_cli_exit_status(table, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main([*args, "--scenario", "nope"]) == 2
     assert "--scenario: unknown scenario 'nope'" in capsys.readouterr().err
+
+
+def test_check_shows_progress_on_stderr(table, capsys):
+    """segbench check printed nothing for minutes (issue 18 item 8): it says how far it is."""
+    check.run_check(
+        table, modes=["numpy"], scenarios=["seed", "complete"], losses=["categorical_crossentropy"], progress=True
+    )
+    err = capsys.readouterr().err
+    assert "2/2 scenario-loss pairs" in err and "left" in err
+    check.run_check(table, modes=["numpy"], scenarios=["seed"], losses=["categorical_crossentropy"], progress=False)
+    assert "scenario-loss pair" not in capsys.readouterr().err
