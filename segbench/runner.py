@@ -313,6 +313,7 @@ class Runner:
         self.uses_tensorflow = uses_tensorflow and backend in (None, "tensorflow")
         self._ceilings: dict[tuple, Ceiling] = {}
         self._oracle: dict[tuple, float | None] = {}
+        self._builds: dict[tuple, Any] = {}  # a cell's built function, kept for its later visits
 
     def ceiling(self, case: Case, scene: Any) -> Ceiling:
         key = (case.shape, case.dtype)
@@ -329,8 +330,11 @@ class Runner:
             self._oracle[key] = float(oracle.loss_value(case.loss, scene.y_true, scene.y_pred, backend=backend))
         return self._oracle[key]
 
-    def measure_cell(self, case: Case, ceiling: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One row; ``ceiling`` (gb_per_s, method) replaces this worker's own when given."""
+    def measure_cell(
+        self, case: Case, ceiling: dict[str, Any] | None = None, keep_build: bool = False
+    ) -> dict[str, Any]:
+        """One row; ``ceiling`` (gb_per_s, method) replaces this worker's own when given;
+        ``keep_build``: keep the cell's built function for its later visits (``revisit(reuse=True)``)."""
         backend = MODES[case.mode].backend
         device = self.device if backend != "numpy" else self.cpu  # numpy: the host
         row: dict[str, Any] = {
@@ -351,7 +355,7 @@ class Runner:
                 f"{available / 2**30:.1f} GiB available",
             }
         try:
-            row.update(self._measure(case, ceiling))
+            row.update(self._measure(case, ceiling, keep_build))
             row["status"] = "ok"
             row["backend_version"] = backend_version(backend)  # now with Keras' where the cell imported it
         except KeyboardInterrupt:
@@ -360,24 +364,30 @@ class Runner:
             row.update(_failure(error))
         return row
 
-    def revisit(self, case: Case, calls: int, rounds: int) -> dict[str, Any]:
+    def revisit(self, case: Case, calls: int, rounds: int, reuse: bool = False) -> dict[str, Any]:
         """A later visit of a cell: build it afresh (its first call timed), warm it up, and time
-        ``rounds`` rounds of ``calls`` calls, as many per round as in its first visit."""
+        ``rounds`` rounds of ``calls`` calls, as many per round as in its first visit. With ``reuse``
+        the function built at its first visit in this process is called instead (no retrace, no
+        recompile: the row's compile_s is empty), on inputs placed afresh, after the same warm-up."""
         row: dict[str, Any] = {**case.key(), "backend": MODES[case.mode].backend, "benchmark": "segbench run"}
         try:
-            prepared = case.prepare(self.device, warm=False)
+            built = self._builds.get(_key(case.key())) if reuse else None
+            prepared = case.prepare(self.device, warm=False, fn=built)
             with prepared.scope():
                 start = time.perf_counter()
                 prepared.sync(prepared.run())
                 first_call_s = time.perf_counter() - start
                 warmup = warm_up(prepared.run, prepared.sync, self.budget.warmup_time)
                 times = time_rounds(prepared.run, prepared.sync, calls, rounds)
-            row.update(Measurement(tuple(times), calls, first_call_s, warmup).columns(), status="ok")
+            measured = Measurement(tuple(times), calls, first_call_s, warmup).columns()
+            if built is not None:
+                measured["compile_s"] = None  # its first call was made at the first visit
+            row.update(measured, status="ok")
         except Exception as error:
             row.update(_failure(error))
         return row
 
-    def _measure(self, case: Case, found: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _measure(self, case: Case, found: dict[str, Any] | None = None, keep_build: bool = False) -> dict[str, Any]:
         # The shape's heavy work first (the float64 oracle, the ceiling's kernels): done between two
         # timings it disturbed the next cell's (its large allocations and frees change how memory is
         # handed out for a while; A/A runs showed the first cell after it 9% off, others 2-3%).
@@ -385,6 +395,8 @@ class Runner:
         ceiling = Ceiling(float(found["gb_per_s"]), found["method"]) if found else self.ceiling(case, scene)
         expected = self.oracle(case, scene)
         prepared = case.prepare(self.device, warm=False)  # the timer makes (and times) the first call
+        if keep_build:
+            self._builds[_key(case.key())] = prepared.fn
         with prepared.scope():
             timing = measure(prepared.run, prepared.sync, self.budget)
             value = prepared.call()
@@ -420,8 +432,10 @@ class CellSupervisor:
         budget: TimerBudget,
         code: str | None = None,
         time_limit: float | None = None,
+        fresh_workers: bool = True,
     ):
         self.device, self.uses_tensorflow, self.budget = device, uses_tensorflow, budget
+        self.fresh_workers = fresh_workers  # False: workers (and each cell's build) kept across visits
         self.code = code
         self.workers: dict[str, SupervisedWorker] = {}
         self.worker = self._worker("tensorflow" if uses_tensorflow else "numpy")  # the one that says hello first
@@ -531,14 +545,19 @@ class CellSupervisor:
     def measure(self, case: Case) -> dict[str, Any]:
         """The first visit of a cell: everything (time, compile, memory, ceiling, oracle)."""
         ceiling = self.ceiling(case) if len(self.workers) > 1 and MODES[case.mode].backend not in self.failed else None
-        return self._request("cell", case, **({"ceiling": ceiling} if ceiling else {}))
+        keep = {} if self.fresh_workers else {"keep_build": True}
+        return self._request("cell", case, **({"ceiling": ceiling} if ceiling else {}), **keep)
 
     def revisit(self, case: Case, calls: int) -> dict[str, Any]:
         """A later visit: the time alone, with the first visit's calls per round."""
-        return self._request("revisit", case, calls=calls, rounds=self.budget.per_visit().min_rounds)
+        reuse = {} if self.fresh_workers else {"reuse": True}
+        return self._request("revisit", case, calls=calls, rounds=self.budget.per_visit().min_rounds, **reuse)
 
     def restart(self) -> None:
-        """Fresh worker processes for the next visit, so that visits sample processes too."""
+        """Fresh worker processes for the next visit, so that visits sample processes too (unless
+        the profile keeps its workers and builds across visits)."""
+        if not self.fresh_workers:
+            return
         for worker in self.workers.values():
             worker.close()
 
@@ -609,7 +628,9 @@ def run(
         raise ValueError("no cell of the sweep can run here: " + "; ".join(unavailable))
     uses_tensorflow = "tensorflow" in backends
 
-    supervisor = CellSupervisor(device, uses_tensorflow, profile.budget, time_limit=time_limit)
+    supervisor = CellSupervisor(
+        device, uses_tensorflow, profile.budget, time_limit=time_limit, fresh_workers=profile.fresh_workers
+    )
     try:
         with stop_on_signals(), contextlib.ExitStack() as stack:
             try:

@@ -398,11 +398,13 @@ class _Server:
         uses_tensorflow: bool = True,
         backend: str | None = None,
         ceiling: dict | None = None,
+        keep_build: bool = False,
     ) -> dict:
         """Measure one cell completely (time, memory, ceiling, oracle): one results row. ``ceiling``:
-        the read ceiling the supervisor found over every backend's worker (else this worker's own)."""
+        the read ceiling the supervisor found over every backend's worker (else this worker's own);
+        ``keep_build``: keep its built function for later visits."""
         cell_runner = self._runner(budget, device, uses_tensorflow, backend)
-        return {"row": cell_runner.measure_cell(self._case(case), ceiling=ceiling)}
+        return {"row": cell_runner.measure_cell(self._case(case), ceiling=ceiling, keep_build=keep_build)}
 
     def ceiling(
         self, case: dict, budget: dict, device: str = "auto", uses_tensorflow: bool = True, backend: str | None = None
@@ -422,10 +424,11 @@ class _Server:
         device: str = "auto",
         uses_tensorflow: bool = True,
         backend: str | None = None,
+        reuse: bool = False,
     ) -> dict:
         """A later visit of a cell: its time only (see Runner.revisit)."""
         cell_runner = self._runner(budget, device, uses_tensorflow, backend)
-        return {"row": cell_runner.revisit(self._case(case), calls, rounds)}
+        return {"row": cell_runner.revisit(self._case(case), calls, rounds, reuse=reuse)}
 
     def prepare(self, case: dict, device: str = "auto") -> dict:
         """Build a case and make its first call (timed): the A/B loop then asks for rounds."""

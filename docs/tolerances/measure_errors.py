@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=4)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--losses", default="")
+    parser.add_argument("--formulations", default=",".join(FORMULATIONS))
     parser.add_argument("--reductions", default="mean,sum")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -52,7 +53,7 @@ def main() -> None:
         grad = oracle.gradient(loss, y_true, y_pred, "mean")
         scale = typical(grad)
         print(f"{loss}: oracle {time.time() - start:.0f} s", flush=True)
-        for formulation in FORMULATIONS:
+        for formulation in args.formulations.split(","):
             for mode in args.modes.split(","):
                 for gradient in (False, True):
                     if unsupported(loss, formulation, mode, gradient):
