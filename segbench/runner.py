@@ -368,7 +368,7 @@ class Runner:
         """A later visit of a cell: build it afresh (its first call timed), warm it up, and time
         ``rounds`` rounds of ``calls`` calls, as many per round as in its first visit. With ``reuse``
         the function built at its first visit in this process is called instead (no retrace, no
-        recompile: the row's compile_s is empty), on inputs placed afresh, after the same warm-up."""
+        recompile: the row's compile_s is empty), on inputs placed afresh, after two calls."""
         row: dict[str, Any] = {**case.key(), "backend": MODES[case.mode].backend, "benchmark": "segbench run"}
         try:
             built = self._builds.get(_key(case.key())) if reuse else None
@@ -377,7 +377,8 @@ class Runner:
                 start = time.perf_counter()
                 prepared.sync(prepared.run())
                 first_call_s = time.perf_counter() - start
-                warmup = warm_up(prepared.run, prepared.sync, self.budget.warmup_time)
+                # a reused build is warm already: the first call and one more bring the new inputs in
+                warmup = warm_up(prepared.run, prepared.sync, self.budget.warmup_time if built is None else 0.0)
                 times = time_rounds(prepared.run, prepared.sync, calls, rounds)
             measured = Measurement(tuple(times), calls, first_call_s, warmup).columns()
             if built is not None:

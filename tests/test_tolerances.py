@@ -16,7 +16,7 @@ from segbench.registry import LOSSES
 plugins.load_all(export=False)  # the standard losses: their conditioning and float64 sums
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tolerances"
 FIXED = ("soft_dice", "tversky")  # re-measured after their sums went to float64 (errors_c4_float64_sums.csv)
-# Re-measured after the blocked formulation's column total went to chunks + float64 (C=4 and C=32):
+# Re-measured after the blocked formulation's total went to 16 partial sums + float64 (C=4, C=32):
 # these rows replace the earlier measurements of the same cells (at C=32: 5.9e-4, over tolerance).
 REMEASURED = ("errors_c4_blocked_xla.csv", "errors_c32_blocked_xla.csv")
 CELL = ["shape", "loss", "formulation", "mode", "pass", "reduction"]
@@ -65,7 +65,7 @@ def test_the_blocked_formulations_xla_total_is_remeasured_within_its_tolerance(s
     # categorical_crossentropy/blocked/xla at C=32 was 5.9e-4 off (1.6 tolerances) before the fix
     rows = scored[(scored["formulation"] == "blocked") & (scored["mode"] == "xla") & (scored["quantity"] == "value")]
     assert set(rows["shape"]) == {"16x512x512x4", "16x512x512x32"}
-    assert (rows["value_rel"] < 1e-7).all() and (rows["score"] < 1).all()
+    assert (rows["value_rel"] < 2e-5).all() and (rows["score"] < 0.1).all()
 
 
 def test_no_tree_summed_row_is_more_than_max_slack_under_its_tolerance(scored):
