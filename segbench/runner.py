@@ -305,7 +305,14 @@ def oracle_columns(value: float, expected: float | None, case: Case) -> dict[str
 class Runner:
     """Measures cells one by one into a ResultWriter; keeps per-shape inputs, oracle and ceiling."""
 
-    def __init__(self, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool, backend: str | None = None):
+    def __init__(
+        self,
+        device: devices.Device,
+        budget: TimerBudget,
+        uses_tensorflow: bool,
+        backend: str | None = None,
+        builds: dict[tuple, Any] | None = None,
+    ):
         self.device = device
         self.cpu = devices.resolve("cpu")
         self.budget = budget
@@ -313,7 +320,8 @@ class Runner:
         self.uses_tensorflow = uses_tensorflow and backend in (None, "tensorflow")
         self._ceilings: dict[tuple, Ceiling] = {}
         self._oracle: dict[tuple, float | None] = {}
-        self._builds: dict[tuple, Any] = {}  # a cell's built function, kept for its later visits
+        # a cell's built function, kept for its later visits (the worker's: it outlives this runner)
+        self._builds: dict[tuple, Any] = builds if builds is not None else {}
 
     def ceiling(self, case: Case, scene: Any) -> Ceiling:
         key = (case.shape, case.dtype)

@@ -290,6 +290,7 @@ PROFILES: dict[str, Profile] = {
             "seconds to a minute on a 2-core CPU",
             Sweep(batches=(1, 8), resolutions=((64, 64),)),
             TimerBudget(min_run_time=0.15, min_rounds=15, max_rounds=60, warmup_time=0.03, visits=3),
+            fresh_workers=False,
         ),
         Profile(
             "default",
@@ -298,6 +299,7 @@ PROFILES: dict[str, Profile] = {
             Sweep(batches=(1, 16), resolutions=((128, 128), (512, 512))),
             TimerBudget(min_run_time=0.3, min_rounds=15, max_rounds=100, warmup_time=0.1, visits=3),
             peers=("keras_categorical_crossentropy",),
+            fresh_workers=False,
         ),
         Profile(
             "backends",

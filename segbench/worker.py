@@ -308,6 +308,7 @@ class _Server:
     def __init__(self, timer: Any):
         self.timer = timer
         self.runners: dict[tuple, Any] = {}
+        self.builds: dict[tuple, Any] = {}  # cells' built functions across runners (Runner._builds)
         self.prepared: dict[tuple, Any] = {}
 
     @staticmethod
@@ -387,7 +388,9 @@ class _Server:
             self._start_backend(backend, uses_tensorflow)
             target = self._resolve(device, uses_tensorflow, backend)
             self.runners.clear()
-            self.runners[key] = runner.Runner(target, TimerBudget(**budget), uses_tensorflow, backend=backend)
+            self.runners[key] = runner.Runner(
+                target, TimerBudget(**budget), uses_tensorflow, backend=backend, builds=self.builds
+            )
         return self.runners[key]
 
     def cell(
