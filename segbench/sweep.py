@@ -255,9 +255,12 @@ class Profile:
     sweep: Sweep
     budget: TimerBudget = field(default_factory=TimerBudget)
     peers: tuple[str, ...] = ()  # registered losses (segbench.standard) measured beside the built-ins
-    # Each visit in fresh worker processes that rebuild (retrace, recompile) every cell; False: the
-    # workers and each cell's built function are kept from visit to visit, and a visit places the
-    # inputs afresh and warms up before timing (see segbench.runner.Runner.revisit).
+    # Each visit in fresh worker processes that rebuild (retrace, recompile) every cell. False keeps
+    # the workers and each cell's built function from visit to visit (a visit places the inputs
+    # afresh and warms up before timing; see segbench.runner.Runner.revisit): the default profile
+    # then took 5 min 36 s instead of 7 min 54 s on the AMD EPYC, but 2 of 4 A/A pairs of such runs
+    # had a false "faster" (-12 %, -24 %): one process and one build per run hide the process and
+    # build offsets between runs that fresh visits sample (docs/statistics.md). No profile uses it.
     fresh_workers: bool = True
 
     def resolved_sweep(self) -> Sweep:
@@ -290,7 +293,6 @@ PROFILES: dict[str, Profile] = {
             "seconds to a minute on a 2-core CPU",
             Sweep(batches=(1, 8), resolutions=((64, 64),)),
             TimerBudget(min_run_time=0.15, min_rounds=15, max_rounds=60, warmup_time=0.03, visits=3),
-            fresh_workers=False,
         ),
         Profile(
             "default",
@@ -299,7 +301,6 @@ PROFILES: dict[str, Profile] = {
             Sweep(batches=(1, 16), resolutions=((128, 128), (512, 512))),
             TimerBudget(min_run_time=0.3, min_rounds=15, max_rounds=100, warmup_time=0.1, visits=3),
             peers=("keras_categorical_crossentropy",),
-            fresh_workers=False,
         ),
         Profile(
             "backends",

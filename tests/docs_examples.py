@@ -81,3 +81,11 @@ def parse(document) -> list[Region]:
 pytest_collect_file = Sybil(
     parsers=[parse], patterns=["README.md", "docs/*.md", "docs/**/*.md"], path=str(ROOT)
 ).pytest()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The documentation's commands start segbench as a user does (5-25 s each): the slow tier."""
+    for item in items:
+        if item.path.suffix == ".md":
+            item.add_marker(pytest.mark.slow)

@@ -33,6 +33,7 @@ def slowed(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_the_slowed_cell_and_only_it_is_slower(tmp_path, slowed):
     table = run_ab(str(ROOT), str(slowed), QUICK, NUMPY_SWEEP, out=tmp_path / "ab", rounds=8, visits=4, progress=False)
     verdicts = table.set_index(["formulation", "pass", "batch"])["verdict"]
@@ -48,6 +49,7 @@ def test_the_slowed_cell_and_only_it_is_slower(tmp_path, slowed):
     )
 
 
+@pytest.mark.slow
 def test_a_commit_against_itself_flags_nothing_and_exits_0(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     args = ["ab", "HEAD", "HEAD", "--profile", "quick", "--mode", "numpy", "--batch", "1", "--res", "16"]
@@ -85,6 +87,7 @@ def copy_with_fused_numpy(tmp_path, name: str, body: str):
     return tree
 
 
+@pytest.mark.slow
 def test_a_cell_that_fails_on_one_side_names_that_side(tmp_path, capsys):
     """A cell one side cannot run (an older commit without a formulation, a bug) is recorded on both
     sides as not run, and its error says which side's code raised."""
@@ -170,6 +173,7 @@ def test_a_branch_that_is_also_a_directory_says_which_is_meant(tmp_path, capsys,
         assert code.root == (repo / "docs").resolve()
 
 
+@pytest.mark.slow
 def test_a_loss_that_never_returns_is_a_timeout_on_both_sides_and_ab_goes_on(tmp_path):
     tree = copy_with_fused_numpy(tmp_path, "hanging", "import time\nwhile True:\n    time.sleep(1)\n")
     sweep = NUMPY_SWEEP.replace(passes=("forward",), batches=(1,))
@@ -243,6 +247,7 @@ def fresh_registry(monkeypatch):
             del sys.modules[name]
 
 
+@pytest.mark.slow
 def test_ab_in_a_users_repository_measures_each_commits_plugin_with_the_installed_segbench(
     tmp_path, capsys, monkeypatch, fresh_registry
 ):
@@ -268,6 +273,7 @@ def test_ab_in_a_users_repository_measures_each_commits_plugin_with_the_installe
     assert "A (HEAD) has no other.py (--plugin other.py)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ab_error_paths_print_no_tensorflow_start_up_lines(tmp_path):
     """Its plugin imports TensorFlow at the top: an error after it is loaded is still one line."""
     repo = user_repo(tmp_path / "mine", imports="import tensorflow  # noqa: F401\n")

@@ -97,6 +97,7 @@ def _needs(backend: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["jax", "torch"])
+@pytest.mark.slow
 def test_the_seeds_losses_in_keras_ops_agree_with_the_oracle_in_every_dtype(mode):
     """Eager JAX and PyTorch: the three losses, four dtypes (half precision computes in float32),
     three reductions, forward and gradient; and no TensorFlow imported in the process."""
@@ -106,6 +107,7 @@ def test_the_seeds_losses_in_keras_ops_agree_with_the_oracle_in_every_dtype(mode
 
 
 @pytest.mark.parametrize("mode", ["jax-jit", "torch-compile"])
+@pytest.mark.slow
 def test_the_compiled_modes_agree_with_the_oracle(mode):
     """jax.jit and torch.compile (slow to compile: float32 and bfloat16, mean and none)."""
     _needs(segbench.MODES[mode].backend)
@@ -114,6 +116,7 @@ def test_the_compiled_modes_agree_with_the_oracle(mode):
 
 
 @pytest.mark.parametrize("mode", ["jax", "torch"])
+@pytest.mark.slow
 def test_kerass_standard_losses_agree_with_their_numpy_references_on_every_backend(mode):
     _needs(segbench.MODES[mode].backend)
     summary = _check(mode, "float32,float64", "mean,none", STANDARD)
@@ -245,6 +248,7 @@ def test_a_backend_that_fails_to_import_gives_error_rows_naming_it(tmp_path):
     assert "libtorch_cpu.so" in rows["torch"]["error"]
 
 
+@pytest.mark.slow
 def test_each_backend_has_its_own_worker_started_once_per_visit(tmp_path):
     _needs("jax")
     from segbench.runner import CellSupervisor

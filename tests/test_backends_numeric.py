@@ -187,6 +187,7 @@ def test_jax_arrays_stay_on_their_device():
         assert jax.jit(fn)(y_true, y_pred).devices() == {device}
 
 
+@pytest.mark.slow
 def test_importing_the_backends_imports_no_tensorflow():
     pytest.importorskip("jax")
     pytest.importorskip("torch")

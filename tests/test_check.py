@@ -26,6 +26,7 @@ def test_reference_table_is_what_the_oracle_gives(table):
     )
 
 
+@pytest.mark.slow
 def test_unchanged_code_passes_every_reduction_gradient_and_dtype(table):
     scenarios = ["edges_float32", "edges_float16", "binary_nonsquare"]
     report = check.run_check(table, scenarios=scenarios, losses=["missing_annotation_crossentropy"])
@@ -44,6 +45,7 @@ def test_a_different_epsilon_in_one_path_fails(table, monkeypatch):
     assert set(failing(report)["mode"]) == {"numpy"}  # eager did not change and still agrees
 
 
+@pytest.mark.slow
 def test_argmax_ties_broken_the_other_way_fail(table, monkeypatch):
     import tensorflow as tf
 
@@ -146,6 +148,7 @@ def test_an_incomplete_table_fails_with_a_clear_message(table, tmp_path, capsys,
     assert str(path) in err and message in err
 
 
+@pytest.mark.slow
 def test_cli_exit_status(table, tmp_path, capsys):
     args = ["check", "--mode", "numpy", "--scenario", "edges_float32", "--loss", "marginal_crossentropy"]
     assert main(args) == 0

@@ -33,6 +33,7 @@ def tail_pixels(height: int, width: int) -> int:
     return pixels - BLOCKS * (pixels // BLOCKS)
 
 
+@pytest.mark.slow
 def test_a_wrong_gradient_on_the_partial_last_block_fails(table, monkeypatch):
     import tensorflow as tf
 

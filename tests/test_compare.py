@@ -161,6 +161,7 @@ def many_cells(shift: dict[int, float], spread: float = 0.03, seed: int = 0) -> 
     return runs[0], runs[1]
 
 
+@pytest.mark.slow
 def test_the_noise_floor_holds_back_run_to_run_drift(monkeypatch):
     # A/A pairs whose every cell drifts ~3 % between the runs while each run's visits agree within
     # 0.5 %: within a run the drift looks significant; against the other cells it is noise.
@@ -298,6 +299,7 @@ def test_no_change_only_where_the_interval_shows_it():
     assert ((calm["ratio_low"] >= 1 / 1.1) & (calm["ratio_high"] <= 1.1)).all()
 
 
+@pytest.mark.slow
 def test_published_aa_pairs_stay_clean_and_say_no_change_only_when_shown():
     from segbench import stats
 

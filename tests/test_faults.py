@@ -4,6 +4,7 @@ import errno
 import json
 
 import pandas as pd
+import pytest
 
 from segbench import results
 from segbench.cli import main
@@ -46,6 +47,7 @@ def test_a_second_run_on_a_locked_directory_fails_in_one_line(tmp_path, capsys):
     assert main([*ARGS, "--out", str(out), "--resume"]) == 0  # the lock went with the other writer
 
 
+@pytest.mark.slow
 def test_compare_and_report_work_on_a_partial_run(tmp_path, capsys):
     out = tmp_path / "partial"
     assert main([*ARGS, "--mode", "numpy,eager,xla", "--pass", "forward", "--out", str(out)]) == 0

@@ -38,6 +38,7 @@ def test_bad_shards_name_the_option(text):
         parse_shard(text)
 
 
+@pytest.mark.slow
 def test_two_shards_merged_are_the_unsharded_run(tmp_path, capsys):
     whole = results.load(run(TINY, SWEEP, out=tmp_path / "whole", progress=False))
     for k in (1, 2):
@@ -53,6 +54,7 @@ def test_two_shards_merged_are_the_unsharded_run(tmp_path, capsys):
     assert "measure the same cell in more than one run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_runs_from_different_versions_are_refused_unless_allowed(tmp_path):
     sweep = SWEEP.replace(modes=("numpy",), losses=("categorical_crossentropy",))
     for k in (1, 2):

@@ -49,6 +49,7 @@ def plugin_file(tmp_path):
     plugins._loaded.clear()
 
 
+@pytest.mark.slow
 def test_a_registered_loss_is_swept_in_every_mode_and_pass(plugin_file, tmp_path, monkeypatch):
     monkeypatch.delenv("SEGBENCH_PLUGINS", raising=False)
     path = plugin_file(USER_LOSS.format(name="squared_error", scale=1.0))
@@ -73,6 +74,7 @@ def test_each_mode_agrees_with_the_users_oracle_and_gradient(plugin_file):
         np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_reference_one_percent_off_does_not_pass(plugin_file, capsys):
     path = plugin_file(USER_LOSS.format(name="off_by_one_percent", scale=1.01))
     assert main(["values", "--plugin", path]) == 1
@@ -82,6 +84,7 @@ def test_a_reference_one_percent_off_does_not_pass(plugin_file, capsys):
     assert "numpy vs tensorflow" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_example_plugin_checks_clean(capsys):
     assert main(["check", "--plugin", str(EXAMPLE), "--loss", "balanced_crossentropy", "--scenario", "seed"]) == 0
     assert "0 mismatches" in capsys.readouterr().out
@@ -130,6 +133,7 @@ def test_wrong_output_shape_or_dtype_is_a_clear_error(plugin_file):
         segbench.loss_fn("integer", "xla")(scene.y_true, scene.y_pred)
 
 
+@pytest.mark.slow
 def test_a_loss_xla_cannot_compile_fails_its_cells_and_the_sweep_goes_on(plugin_file, tmp_path, monkeypatch):
     body = """
     import numpy as np

@@ -94,6 +94,7 @@ def test_report_cli(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_report_replaces_only_the_files_it_wrote(tmp_path, capsys):
     """Issue 19 item 2: a report into a folder holding other PNG files keeps them."""
     out = tmp_path / "shared"
@@ -129,6 +130,7 @@ def test_report_refuses_duplicate_cells_in_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_report_of_two_machines_needs_across_machines_and_says_what_differs(tmp_path, capsys):
     xeon, epyc = tmp_path / "xeon.csv", tmp_path / "epyc.csv"
     synthetic_run().assign(run_id="x", batch=lambda f: f["batch"] + 100).to_csv(xeon, index=False)
@@ -186,6 +188,7 @@ def test_time_error_bars_are_the_quartiles_of_the_raw_times_on_a_log_axis(monkey
     assert first["pass"] == "forward" and q1 > 0.5 * first["median_s"] * 1e3  # no interval reaches toward zero
 
 
+@pytest.mark.slow
 def test_a_cell_a_mode_cannot_run_says_why(monkeypatch, tmp_path):
     from segbench import report
 

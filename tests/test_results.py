@@ -152,6 +152,7 @@ def test_tables_are_read_through_one_handle_so_a_replace_cannot_tear_a_read(tmp_
     assert len(results.load(run_dir)) == 3  # the directory's table, when the journal is gone
 
 
+@pytest.mark.slow
 def test_loads_while_a_run_replaces_the_table_see_old_or_new(tmp_path):
     import os
     import threading

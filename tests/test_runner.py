@@ -28,6 +28,7 @@ def small_sweep(**changes):
     return Sweep(resolutions=((16, 16),), **{**base, **changes})
 
 
+@pytest.mark.slow
 def test_run_writes_one_schema_row_per_cell(tmp_path):
     sweep = small_sweep()
     out = run(TINY, sweep, out=tmp_path / "run", progress=False)
@@ -108,6 +109,7 @@ Case.build = build
 """
 
 
+@pytest.mark.slow
 def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGBENCH_PLUGINS", plugin(tmp_path, FAILING_BUILD))
     frame = results.load(run(TINY, small_sweep(), out=tmp_path / "r", progress=False))
@@ -142,6 +144,7 @@ Case.build = build
 """
 
 
+@pytest.mark.slow
 def test_a_cell_that_kills_its_worker_is_recorded_and_a_fresh_worker_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGBENCH_PLUGINS", plugin(tmp_path, KILLING_BUILD))
     frame = results.load(run(TINY, small_sweep(), out=tmp_path / "r", progress=False))
@@ -266,6 +269,7 @@ def test_gpu_run(tmp_path):
     assert (tf_rows["mem_method"] == "tf_allocator_peak").all() and (tf_rows["peak_mem_bytes"] > 0).all()
 
 
+@pytest.mark.slow
 def test_cli_run_prints_the_comparison_and_bad_options_name_themselves(tmp_path, capsys):
     out = tmp_path / "cli"
     assert (
@@ -286,6 +290,7 @@ def test_cli_run_prints_the_comparison_and_bad_options_name_themselves(tmp_path,
 
 
 @pytest.mark.parametrize("fresh_workers", [True, False])
+@pytest.mark.slow
 def test_each_cell_is_visited_as_often_as_the_profile_says_and_pooled(tmp_path, fresh_workers):
     from segbench.sweep import Profile, TimerBudget
 
@@ -403,6 +408,7 @@ def test_resume_refuses_a_run_of_a_newer_schema(tmp_path, capsys):
     assert (out / "cells.jsonl").read_text() == before
 
 
+@pytest.mark.slow
 def test_resume_without_out_picks_the_newest_unfinished_run_and_says_which(tmp_path, monkeypatch, capsys):
     from segbench import runner
 
@@ -441,6 +447,7 @@ runner.Runner.measure_cell = hang
 """
 
 
+@pytest.mark.slow
 def test_a_cell_that_never_returns_is_stored_as_timeout_and_the_sweep_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGBENCH_PLUGINS", plugin(tmp_path, HANGING_CELLS))
     sweep = small_sweep(modes=("numpy",), batches=(1, 2, 3))

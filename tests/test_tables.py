@@ -72,6 +72,7 @@ def test_compare_of_one_run_fits_and_keeps_what_matters(capsys):
     assert "e+0" not in out
 
 
+@pytest.mark.slow
 def test_compare_formats_and_columns(capsys):
     run = str(PUBLISHED / "default")
     assert main(["compare", run, "--columns", "loss,shape,best,time"]) == 0
@@ -99,6 +100,7 @@ def test_compare_of_two_runs_fits(capsys):
     [["values"], ["check", "--mode", "numpy,xla", "--scenario", "seed", "--loss", "marginal_crossentropy"]],
     ids=["values", "check"],
 )
+@pytest.mark.slow
 def test_values_and_check_fit_and_start_quietly(command):
     env = {k: v for k, v in os.environ.items() if k not in ("SEGBENCH_PLUGINS", "SEGBENCH_VERBOSE")}
     done = subprocess.run(
@@ -110,6 +112,7 @@ def test_values_and_check_fit_and_start_quietly(command):
         assert line not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_run_takes_the_same_format_and_columns(tmp_path, capsys):
     args = ["run", "--profile", "tiny", "--loss", "marginal_crossentropy", "--mode", "numpy,xla", "--res", "16"]
     args += ["--pass", "forward", "--quiet", "--out", str(tmp_path / "r")]

@@ -40,6 +40,7 @@ STRING = "return 'not a tensor'\n"
 CONSTANT = "return tf.reduce_sum(y_true, axis=-1)\n"
 
 
+@pytest.mark.slow
 def test_values_reports_a_non_deterministic_loss_as_such(plugin, capsys):
     path = plugin("noisy_loss", RANDOM)
     assert main(["values", "--plugin", path, "--loss", "noisy_loss"]) == 1
@@ -48,6 +49,7 @@ def test_values_reports_a_non_deterministic_loss_as_such(plugin, capsys):
     assert "MISMATCH" not in err
 
 
+@pytest.mark.slow
 def test_check_reports_a_non_deterministic_loss_as_such(plugin, capsys):
     path = plugin("noisy_loss", NOISY)
     assert main(["check", "--plugin", path, "--loss", "noisy_loss", "--mode", "eager", *EDGES]) == 1
@@ -56,6 +58,7 @@ def test_check_reports_a_non_deterministic_loss_as_such(plugin, capsys):
     assert "0 mismatches" in captured.out
 
 
+@pytest.mark.slow
 def test_values_survives_a_loss_that_ends_the_process(plugin, capsys):
     path = plugin("exiting_loss", EXITS)
     assert main(["values", "--plugin", path, "--loss", "exiting_loss,categorical_crossentropy"]) == 1
@@ -64,12 +67,14 @@ def test_values_survives_a_loss_that_ends_the_process(plugin, capsys):
     assert "categorical_ce" in captured.out  # the other loss still has its row
 
 
+@pytest.mark.slow
 def test_check_survives_a_loss_that_ends_the_process(plugin, capsys):
     path = plugin("exiting_loss", EXITS)
     assert main(["check", "--plugin", path, "--loss", "exiting_loss", "--mode", "eager", *EDGES]) == 1
     assert "exiting_loss (plugin " in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_loss_returning_a_string_is_named_with_its_plugin(plugin, capsys):
     path = plugin("string_loss", STRING)
     assert main(["check", "--plugin", path, "--loss", "string_loss", "--mode", "eager", *EDGES]) == 1
@@ -80,6 +85,7 @@ def test_a_loss_returning_a_string_is_named_with_its_plugin(plugin, capsys):
     assert "string_loss" in err and "plugin " in err
 
 
+@pytest.mark.slow
 def test_check_does_not_crash_on_a_loss_that_ignores_y_pred(plugin, capsys):
     path = plugin("constant_loss", CONSTANT)
     assert main(["check", "--plugin", path, "--loss", "constant_loss", "--mode", "eager", *EDGES]) == 1
@@ -87,6 +93,7 @@ def test_check_does_not_crash_on_a_loss_that_ignores_y_pred(plugin, capsys):
     assert "does not depend on y_pred" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_loss_without_a_numpy_reference_is_said_to_check_precision_not_logic(plugin, capsys):
     path = plugin("plain_loss", "return tf.reduce_sum((y_true - y_pred) ** 2, axis=-1)\n")
     main(["check", "--plugin", path, "--loss", "plain_loss", "--mode", "eager", *EDGES])
@@ -96,6 +103,7 @@ def test_a_loss_without_a_numpy_reference_is_said_to_check_precision_not_logic(p
 HANGS = "import time\nwhile True:\n    time.sleep(1)\n"
 
 
+@pytest.mark.slow
 def test_values_stops_a_loss_that_never_returns_and_goes_on(plugin, capsys):
     path = plugin("hanging_loss", HANGS)
     args = ["values", "--plugin", path, "--loss", "hanging_loss,categorical_crossentropy", "--timeout", "20"]
@@ -105,6 +113,7 @@ def test_values_stops_a_loss_that_never_returns_and_goes_on(plugin, capsys):
     assert "categorical_ce" in captured.out  # the other loss still has its row
 
 
+@pytest.mark.slow
 def test_check_stops_a_loss_that_never_returns(plugin, capsys):
     path = plugin("hanging_loss", HANGS)
     args = ["check", "--plugin", path, "--loss", "hanging_loss", "--mode", "eager", *EDGES, "--timeout", "20"]
