@@ -66,12 +66,15 @@ from segbench.worker import (
     WorkerDiedError,
     WorkerError,
     WorkerTimeoutError,
+    backend_env,
     stop_on_signals,
 )
 
 WORKTREE = "WORKTREE"
 """The REF that means this repository's working tree, uncommitted changes included."""
 ERROR_TAIL_LINES = 12
+SEPARATE_BACKENDS = ("jax", "torch")
+"""Backends whose cells get a worker a side of their own (KERAS_BACKEND set to them, no TensorFlow)."""
 
 DEFAULT_ROUNDS = 20
 DEFAULT_VISITS = 5
@@ -281,8 +284,8 @@ class _ErrorTail:
 class Side(SupervisedWorker):
     """The warm worker of one side (restarted if a cell kills it), and which code it measures."""
 
-    def __init__(self, code: CodeUnderTest, uses_tensorflow: bool = True):
-        super().__init__(code.root)
+    def __init__(self, code: CodeUnderTest, uses_tensorflow: bool = True, backend: str | None = None):
+        super().__init__(code.root, backend=backend)
         self.tested, self.label = code, code.label
         self.tail: _ErrorTail | None = None
         self.timeout: float | None = None  # seconds a request for the current cell may take
@@ -290,6 +293,7 @@ class Side(SupervisedWorker):
         # this side's plugins (after those of $SEGBENCH_PLUGINS), loaded by its worker from its checkout
         inherited = [p for p in os.environ.get(plugin_loader.ENV, "").split(os.pathsep) if p]
         self.env = {plugin_loader.ENV: os.pathsep.join([*inherited, *code.plugins])} if code.plugins else {}
+        self.env.update(backend_env(backend))  # JAX and PyTorch cells: a worker per backend, as in segbench run
 
     @property
     def name(self) -> str:
@@ -325,6 +329,8 @@ class Side(SupervisedWorker):
         try:
             # the installed segbench (this one) knows uses_tensorflow; an old commit's may not
             extra = {"uses_tensorflow": False} if self.tested.installed and not self.uses_tensorflow else {}
+            if self.backend is not None:
+                extra["backend"] = self.backend
             return self.request("hello", device=device, profile=profile, **extra)["meta"]
         except WorkerDiedError as died:
             raise SideBuildError(f"{self.name} does not build: {str(died).removeprefix(self.name + ': ')}") from None
@@ -415,13 +421,24 @@ def run_ab(
         from segbench.registry import MODES
 
         uses_tensorflow = any(MODES[case.mode].backend == "tensorflow" for case in cases)
-        sides = (Side(codes[0], uses_tensorflow), Side(codes[1], uses_tensorflow))
+        # numpy and TensorFlow cells share one worker a side (any commit's segbench serves them);
+        # JAX and PyTorch cells get a worker a side for their backend, as segbench run gives them
+        others = tuple(dict.fromkeys(b for b in (MODES[c.mode].backend for c in cases) if b in SEPARATE_BACKENDS))
+        pairs: dict[str | None, tuple[Side, Side]] = {}
+        if len(others) < len({MODES[c.mode].backend for c in cases}):
+            pairs[None] = (Side(codes[0], uses_tensorflow), Side(codes[1], uses_tensorflow))
+        for backend in others:
+            pairs[backend] = (Side(codes[0], False, backend), Side(codes[1], False, backend))
+        sides = next(iter(pairs.values()))  # the pair whose environment the results record
+        every_side = [side for pair in pairs.values() for side in pair]
         writers: dict[str, ResultWriter] = {}
         try:
             with stop_on_signals():
                 metas = {}
-                for side in sides:
+                for side in every_side:  # each worker starts, or its side is named as not building
                     meta = side.build(device, profile.name)
+                    if side.label in metas:
+                        continue
                     meta.update(source="segbench ab", git_commit=side.tested.commit or meta.get("git_commit"))
                     metas[side.label] = {k: v for k, v in meta.items() if k not in ("device", "device_name")}
                 import pandas as pd
@@ -441,11 +458,13 @@ def run_ab(
                 )
                 bar = Progress(len(cases), "cell", enabled=progress)
                 for case in cases:
-                    for side in sides:
+                    backend = MODES[case.mode].backend
+                    cell_sides = pairs[backend if backend in SEPARATE_BACKENDS else None]
+                    for side in cell_sides:
                         side.timeout = (
                             cell_time_limit(case, profile.budget) if time_limit is None else time_limit or None
                         )
-                    pair = _measure_pair(sides, case, visits, math.ceil(rounds / visits), round_s, device)
+                    pair = _measure_pair(cell_sides, case, visits, math.ceil(rounds / visits), round_s, device)
                     for label, rows in pair.items():
                         for row in rows:
                             writers[label].append(
@@ -454,12 +473,12 @@ def run_ab(
                     bar.update(case.short_name)
                 bar.close()
         except RunInterruptedError as stop:
-            for side in sides:
+            for side in every_side:
                 side.close(timeout=0)
             stop.out_dir = out
             raise
         finally:
-            for side in sides:
+            for side in every_side:
                 side.close()
     table = compare.compare_runs(
         writers["A"].frame(), writers["B"].frame(), threshold, alpha, across_machines=across_machines, names=("A", "B")
@@ -472,7 +491,9 @@ def _measure_pair(
     sides: tuple[Side, Side], case: Case, visits: int, rounds: int, round_s: float, device: str
 ) -> dict[str, list[dict[str, Any]]]:
     """Per side, the journal rows of one cell (one per visit); a failure is recorded on both sides."""
-    base = {**case.key(), "benchmark": "segbench ab"}
+    from segbench.registry import MODES
+
+    base = {**case.key(), "backend": MODES[case.mode].backend, "benchmark": "segbench ab"}
     try:
         records = interleave(sides, case, visits, rounds, round_s, device)
     except WorkerTimeoutError as late:

@@ -63,6 +63,23 @@ def test_a_commit_against_itself_flags_nothing_and_exits_0(tmp_path, capsys, mon
     assert "segbench-ab-" not in worktrees  # the temporary checkouts are gone
 
 
+@pytest.mark.slow
+def test_jax_cells_are_measured_by_a_jax_worker_on_each_side(tmp_path, capsys, monkeypatch):
+    """Each backend in its own worker a side (issue 17): numpy and jax-jit cells of one ab."""
+    pytest.importorskip("jax")
+    monkeypatch.chdir(ROOT)
+    args = ["ab", "HEAD", "HEAD", "--profile", "quick", "--mode", "numpy,jax-jit", "--batch", "1", "--res", "16"]
+    args += ["--loss", "categorical_crossentropy", "--formulation", "reference,keras", "--rounds", "6", "--quiet"]
+    # what is checked here is where each cell ran; an A/A's verdicts: test_a_commit_against_itself
+    code = main([*args, "--out", str(tmp_path / "aa")])
+    assert code in (0, 1), capsys.readouterr()
+    for side in ("A", "B"):
+        rows = [json.loads(line) for line in (tmp_path / "aa" / side / "cells.jsonl").read_text().splitlines()]
+        by_mode = {row["mode"]: row for row in rows}
+        assert by_mode["jax-jit"]["status"] == "ok" and by_mode["jax-jit"]["backend"] == "jax"
+        assert by_mode["numpy"]["status"] == "ok" and by_mode["numpy"]["backend"] == "numpy"
+
+
 def test_bad_refs_name_the_side(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(["ab", "no-such-ref", "HEAD", "--mode", "numpy", "--out", str(tmp_path / "x")]) == 2
