@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,7 @@ def main() -> None:
     table.insert(0, "shape", f"{args.batch}x{args.size}x{args.size}x{args.classes}")
     table["cpu"] = platform.processor() or platform.machine()
     table.to_csv(args.out, index=False, float_format="%.3g")
+    Path(args.out + ".partial").unlink(missing_ok=True)  # the rows so far, written while it ran
 
 
 if __name__ == "__main__":
