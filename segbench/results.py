@@ -89,11 +89,7 @@ COLUMNS: dict[str, Column] = {
     "status": _c("string", "ok, error, oom, killed, timeout, skipped or failed"),
     "error": _c("string", "why a cell did not run: the error's first line, how its worker died, its time limit"),
     # time
-    "compile_s": _c(
-        "float64",
-        "the first call: trace (+ XLA compile) + first run; the median over the visits that built the cell",
-        "s",
-    ),
+    "compile_s": _c("float64", "the first call: trace (+ XLA compile) + first run; the visits' median", "s"),
     "median_s": _c("float64", "the median time per call over every round of every visit", "s"),
     "iqr_s": _c("float64", "the interquartile range of the per-call times", "s"),
     "mean_s": _c("float64", "the mean time per call", "s"),
@@ -154,8 +150,7 @@ def aggregate_visits(frame: pd.DataFrame) -> pd.DataFrame:
         from segbench.timing import Measurement
 
         times = [t for raw in ok["raw_times_s"] for t in json.loads(raw)]
-        first_calls = pd.to_numeric(ok["compile_s"]).dropna()  # a visit that reused a build made none
-        first_call = float(np.median(first_calls)) if len(first_calls) else float("nan")
+        first_call = float(np.median(pd.to_numeric(ok["compile_s"])))
         calls = base.get("calls_per_round")
         pooled = Measurement(tuple(times), int(calls) if pd.notna(calls) else None, first_call, 0)
         median = pooled.median

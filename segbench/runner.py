@@ -305,14 +305,7 @@ def oracle_columns(value: float, expected: float | None, case: Case) -> dict[str
 class Runner:
     """Measures cells one by one into a ResultWriter; keeps per-shape inputs, oracle and ceiling."""
 
-    def __init__(
-        self,
-        device: devices.Device,
-        budget: TimerBudget,
-        uses_tensorflow: bool,
-        backend: str | None = None,
-        builds: dict[tuple, Any] | None = None,
-    ):
+    def __init__(self, device: devices.Device, budget: TimerBudget, uses_tensorflow: bool, backend: str | None = None):
         self.device = device
         self.cpu = devices.resolve("cpu")
         self.budget = budget
@@ -320,8 +313,6 @@ class Runner:
         self.uses_tensorflow = uses_tensorflow and backend in (None, "tensorflow")
         self._ceilings: dict[tuple, Ceiling] = {}
         self._oracle: dict[tuple, float | None] = {}
-        # a cell's built function, kept for its later visits (the worker's: it outlives this runner)
-        self._builds: dict[tuple, Any] = builds if builds is not None else {}
 
     def ceiling(self, case: Case, scene: Any) -> Ceiling:
         key = (case.shape, case.dtype)
@@ -338,11 +329,8 @@ class Runner:
             self._oracle[key] = float(oracle.loss_value(case.loss, scene.y_true, scene.y_pred, backend=backend))
         return self._oracle[key]
 
-    def measure_cell(
-        self, case: Case, ceiling: dict[str, Any] | None = None, keep_build: bool = False
-    ) -> dict[str, Any]:
-        """One row; ``ceiling`` (gb_per_s, method) replaces this worker's own when given;
-        ``keep_build``: keep the cell's built function for its later visits (``revisit(reuse=True)``)."""
+    def measure_cell(self, case: Case, ceiling: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One row; ``ceiling`` (gb_per_s, method) replaces this worker's own when given."""
         backend = MODES[case.mode].backend
         device = self.device if backend != "numpy" else self.cpu  # numpy: the host
         row: dict[str, Any] = {
@@ -363,7 +351,7 @@ class Runner:
                 f"{available / 2**30:.1f} GiB available",
             }
         try:
-            row.update(self._measure(case, ceiling, keep_build))
+            row.update(self._measure(case, ceiling))
             row["status"] = "ok"
             row["backend_version"] = backend_version(backend)  # now with Keras' where the cell imported it
         except KeyboardInterrupt:
@@ -372,31 +360,24 @@ class Runner:
             row.update(_failure(error))
         return row
 
-    def revisit(self, case: Case, calls: int, rounds: int, reuse: bool = False) -> dict[str, Any]:
+    def revisit(self, case: Case, calls: int, rounds: int) -> dict[str, Any]:
         """A later visit of a cell: build it afresh (its first call timed), warm it up, and time
-        ``rounds`` rounds of ``calls`` calls, as many per round as in its first visit. With ``reuse``
-        the function built at its first visit in this process is called instead (no retrace, no
-        recompile: the row's compile_s is empty), on inputs placed afresh, after two calls."""
+        ``rounds`` rounds of ``calls`` calls, as many per round as in its first visit."""
         row: dict[str, Any] = {**case.key(), "backend": MODES[case.mode].backend, "benchmark": "segbench run"}
         try:
-            built = self._builds.get(_key(case.key())) if reuse else None
-            prepared = case.prepare(self.device, warm=False, fn=built)
+            prepared = case.prepare(self.device, warm=False)
             with prepared.scope():
                 start = time.perf_counter()
                 prepared.sync(prepared.run())
                 first_call_s = time.perf_counter() - start
-                # a reused build is warm already: the first call and one more bring the new inputs in
-                warmup = warm_up(prepared.run, prepared.sync, self.budget.warmup_time if built is None else 0.0)
+                warmup = warm_up(prepared.run, prepared.sync, self.budget.warmup_time)
                 times = time_rounds(prepared.run, prepared.sync, calls, rounds)
-            measured = Measurement(tuple(times), calls, first_call_s, warmup).columns()
-            if built is not None:
-                measured["compile_s"] = None  # its first call was made at the first visit
-            row.update(measured, status="ok")
+            row.update(Measurement(tuple(times), calls, first_call_s, warmup).columns(), status="ok")
         except Exception as error:
             row.update(_failure(error))
         return row
 
-    def _measure(self, case: Case, found: dict[str, Any] | None = None, keep_build: bool = False) -> dict[str, Any]:
+    def _measure(self, case: Case, found: dict[str, Any] | None = None) -> dict[str, Any]:
         # The shape's heavy work first (the float64 oracle, the ceiling's kernels): done between two
         # timings it disturbed the next cell's (its large allocations and frees change how memory is
         # handed out for a while; A/A runs showed the first cell after it 9% off, others 2-3%).
@@ -404,8 +385,6 @@ class Runner:
         ceiling = Ceiling(float(found["gb_per_s"]), found["method"]) if found else self.ceiling(case, scene)
         expected = self.oracle(case, scene)
         prepared = case.prepare(self.device, warm=False)  # the timer makes (and times) the first call
-        if keep_build:
-            self._builds[_key(case.key())] = prepared.fn
         with prepared.scope():
             timing = measure(prepared.run, prepared.sync, self.budget)
             value = prepared.call()
@@ -441,10 +420,8 @@ class CellSupervisor:
         budget: TimerBudget,
         code: str | None = None,
         time_limit: float | None = None,
-        fresh_workers: bool = True,
     ):
         self.device, self.uses_tensorflow, self.budget = device, uses_tensorflow, budget
-        self.fresh_workers = fresh_workers  # False: workers (and each cell's build) kept across visits
         self.code = code
         self.workers: dict[str, SupervisedWorker] = {}
         self.worker = self._worker("tensorflow" if uses_tensorflow else "numpy")  # the one that says hello first
@@ -554,19 +531,14 @@ class CellSupervisor:
     def measure(self, case: Case) -> dict[str, Any]:
         """The first visit of a cell: everything (time, compile, memory, ceiling, oracle)."""
         ceiling = self.ceiling(case) if len(self.workers) > 1 and MODES[case.mode].backend not in self.failed else None
-        keep = {} if self.fresh_workers else {"keep_build": True}
-        return self._request("cell", case, **({"ceiling": ceiling} if ceiling else {}), **keep)
+        return self._request("cell", case, **({"ceiling": ceiling} if ceiling else {}))
 
     def revisit(self, case: Case, calls: int) -> dict[str, Any]:
         """A later visit: the time alone, with the first visit's calls per round."""
-        reuse = {} if self.fresh_workers else {"reuse": True}
-        return self._request("revisit", case, calls=calls, rounds=self.budget.per_visit().min_rounds, **reuse)
+        return self._request("revisit", case, calls=calls, rounds=self.budget.per_visit().min_rounds)
 
     def restart(self) -> None:
-        """Fresh worker processes for the next visit, so that visits sample processes too (unless
-        the profile keeps its workers and builds across visits)."""
-        if not self.fresh_workers:
-            return
+        """Fresh worker processes for the next visit, so that visits sample processes too."""
         for worker in self.workers.values():
             worker.close()
 
@@ -637,9 +609,7 @@ def run(
         raise ValueError("no cell of the sweep can run here: " + "; ".join(unavailable))
     uses_tensorflow = "tensorflow" in backends
 
-    supervisor = CellSupervisor(
-        device, uses_tensorflow, profile.budget, time_limit=time_limit, fresh_workers=profile.fresh_workers
-    )
+    supervisor = CellSupervisor(device, uses_tensorflow, profile.budget, time_limit=time_limit)
     try:
         with stop_on_signals(), contextlib.ExitStack() as stack:
             try:

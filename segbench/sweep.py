@@ -105,10 +105,9 @@ class Case:
         """The callable to time: no input validation, as timed code should be."""
         return loss_fn(self.loss, self.mode, formulation=self.formulation, gradient=self.gradient, validate=False)
 
-    def prepare(self, device: str | Any = "auto", *, warm: bool = True, fn: Any = None) -> PreparedCase:
-        """Inputs on the device and the callable built (or ``fn``, one built before for this case);
-        with ``warm`` the first call is made."""
-        return PreparedCase(self, device, warm=warm, fn=fn)
+    def prepare(self, device: str | Any = "auto", *, warm: bool = True) -> PreparedCase:
+        """Inputs on the device and the callable built; with ``warm`` the first call is made."""
+        return PreparedCase(self, device, warm=warm)
 
 
 class PreparedCase:
@@ -119,7 +118,7 @@ class PreparedCase:
     first call (trace, XLA compile) is made here, so that no timing includes it.
     """
 
-    def __init__(self, case: Case, device: str | Any = "auto", *, warm: bool = True, fn: Any = None):
+    def __init__(self, case: Case, device: str | Any = "auto", *, warm: bool = True):
         from segbench import device as devices
 
         self.case = case
@@ -130,7 +129,7 @@ class PreparedCase:
         self.scene = case.scene()
         self.y_true = devices.place(self.scene.y_true, self.device, self.backend)
         self.y_pred = devices.place(self.scene.y_pred, self.device, self.backend)
-        self.fn = fn if fn is not None else case.build()
+        self.fn = case.build()
         self.sync = devices.synchronizer(self.device, self.backend)
         self._on = devices.on
         self.first_call_s: float | None = None  # the first call (trace + XLA compile + run), if made here
@@ -255,13 +254,6 @@ class Profile:
     sweep: Sweep
     budget: TimerBudget = field(default_factory=TimerBudget)
     peers: tuple[str, ...] = ()  # registered losses (segbench.standard) measured beside the built-ins
-    # Each visit in fresh worker processes that rebuild (retrace, recompile) every cell. False keeps
-    # the workers and each cell's built function from visit to visit (a visit places the inputs
-    # afresh and warms up before timing; see segbench.runner.Runner.revisit): the default profile
-    # then took 5 min 36 s instead of 7 min 54 s on the AMD EPYC, but 2 of 4 A/A pairs of such runs
-    # had a false "faster" (-12 %, -24 %): one process and one build per run hide the process and
-    # build offsets between runs that fresh visits sample (docs/statistics.md). No profile uses it.
-    fresh_workers: bool = True
 
     def resolved_sweep(self) -> Sweep:
         """The sweep with the profile's peers and every loss a user's plugin registered added, as far

@@ -308,7 +308,6 @@ class _Server:
     def __init__(self, timer: Any):
         self.timer = timer
         self.runners: dict[tuple, Any] = {}
-        self.builds: dict[tuple, Any] = {}  # cells' built functions across runners (Runner._builds)
         self.prepared: dict[tuple, Any] = {}
 
     @staticmethod
@@ -388,9 +387,7 @@ class _Server:
             self._start_backend(backend, uses_tensorflow)
             target = self._resolve(device, uses_tensorflow, backend)
             self.runners.clear()
-            self.runners[key] = runner.Runner(
-                target, TimerBudget(**budget), uses_tensorflow, backend=backend, builds=self.builds
-            )
+            self.runners[key] = runner.Runner(target, TimerBudget(**budget), uses_tensorflow, backend=backend)
         return self.runners[key]
 
     def cell(
@@ -401,13 +398,11 @@ class _Server:
         uses_tensorflow: bool = True,
         backend: str | None = None,
         ceiling: dict | None = None,
-        keep_build: bool = False,
     ) -> dict:
         """Measure one cell completely (time, memory, ceiling, oracle): one results row. ``ceiling``:
-        the read ceiling the supervisor found over every backend's worker (else this worker's own);
-        ``keep_build``: keep its built function for later visits."""
+        the read ceiling the supervisor found over every backend's worker (else this worker's own)."""
         cell_runner = self._runner(budget, device, uses_tensorflow, backend)
-        return {"row": cell_runner.measure_cell(self._case(case), ceiling=ceiling, keep_build=keep_build)}
+        return {"row": cell_runner.measure_cell(self._case(case), ceiling=ceiling)}
 
     def ceiling(
         self, case: dict, budget: dict, device: str = "auto", uses_tensorflow: bool = True, backend: str | None = None
@@ -427,11 +422,10 @@ class _Server:
         device: str = "auto",
         uses_tensorflow: bool = True,
         backend: str | None = None,
-        reuse: bool = False,
     ) -> dict:
         """A later visit of a cell: its time only (see Runner.revisit)."""
         cell_runner = self._runner(budget, device, uses_tensorflow, backend)
-        return {"row": cell_runner.revisit(self._case(case), calls, rounds, reuse=reuse)}
+        return {"row": cell_runner.revisit(self._case(case), calls, rounds)}
 
     def prepare(self, case: dict, device: str = "auto") -> dict:
         """Build a case and make its first call (timed): the A/B loop then asks for rounds."""
