@@ -420,14 +420,14 @@ def run_ab(
             raise ValueError("the sweep has no runnable cases (every mode/dtype pair is unsupported)")
         from segbench.registry import MODES
 
-        uses_tensorflow = any(MODES[case.mode].backend == "tensorflow" for case in cases)
         # numpy and TensorFlow cells share one worker a side (any commit's segbench serves them);
         # JAX and PyTorch cells get a worker a side for their backend, as segbench run gives them
-        others = tuple(dict.fromkeys(b for b in (MODES[c.mode].backend for c in cases) if b in SEPARATE_BACKENDS))
+        backends = dict.fromkeys(MODES[case.mode].backend for case in cases)
+        uses_tensorflow = "tensorflow" in backends
         pairs: dict[str | None, tuple[Side, Side]] = {}
-        if len(others) < len({MODES[c.mode].backend for c in cases}):
+        if any(backend not in SEPARATE_BACKENDS for backend in backends):
             pairs[None] = (Side(codes[0], uses_tensorflow), Side(codes[1], uses_tensorflow))
-        for backend in others:
+        for backend in (b for b in backends if b in SEPARATE_BACKENDS):
             pairs[backend] = (Side(codes[0], False, backend), Side(codes[1], False, backend))
         sides = next(iter(pairs.values()))  # the pair whose environment the results record
         every_side = [side for pair in pairs.values() for side in pair]
