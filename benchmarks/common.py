@@ -3,18 +3,21 @@
 Params come from the one sweep definition (``segbench.sweep``); ``SEGBENCH_PROFILE`` picks the
 profile (default: "default"; ``backends`` and ``tiny`` have the JAX and PyTorch modes, whose
 ``mode`` param names the backend: jax, jax-jit, torch, torch-compile). TensorFlow is imported
-here, once, so that asv's forkserver keeps a warm import for every benchmark process; importing it
-does not initialise its runtime, which happens in each forked process's setup.
+here, once, where it is installed, so that asv's forkserver keeps a warm import for every
+benchmark process; importing it does not initialise its runtime, which happens in each forked
+process's setup. Without TensorFlow the TensorFlow cells are skipped and the others run.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import tensorflow  # noqa: F401  (warm import, see the docstring)
+if importlib.util.find_spec("tensorflow") is not None:
+    import tensorflow  # noqa: F401  (warm import, see the docstring)
 
 from segbench import plugins
 from segbench.sweep import Case, PreparedCase, Profile, get_profile
@@ -67,7 +70,6 @@ def keras_backend_for(case: Case) -> str | None:
     """Each asv benchmark runs in a process forked from asv's server, which has not imported Keras:
     a cell of a Keras loss sets KERAS_BACKEND to its mode's backend (jax, torch, tensorflow) before
     Keras is imported. Why the cell cannot run here, or None (a backend not installed: asv's skip)."""
-    import importlib.util
     import sys
 
     from segbench.registry import BACKEND_LABELS, MODES, process_keras_backend, uses_keras

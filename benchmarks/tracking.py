@@ -13,6 +13,7 @@ import textwrap
 from segbench.registry import MODES
 from segbench.scenes import SEED_SCENARIO
 from segbench.timing import measure
+from segbench.worker import backend_env
 
 from .common import PARAM_NAMES, PROFILE, SWEEP, largest_shape, make_case, params_with, prepare
 
@@ -62,13 +63,21 @@ class TimerawCompile:
 
     def timeraw_compile(self, *params):
         case = make_case(*params)
+        backend = MODES[case.mode].backend
+        # the backend's runtime start-up is not the loss's compile time: start it in the setup (only
+        # that backend: a JAX or PyTorch cell's process never imports TensorFlow)
+        start = {
+            "tensorflow": "import tensorflow as tf; tf.constant(1.0) + 1.0",
+            "jax": "import segbench.modes_jax, jax.numpy as jnp; jnp.ones(1).block_until_ready()",
+            "torch": "import torch; torch.ones(1) + 1.0",
+        }.get(backend, "pass")
         setup = textwrap.dedent(
             f"""
             import os
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-            import tensorflow as tf
+            os.environ.update({backend_env(backend)!r})
+            {start}
             from segbench.sweep import Case
-            tf.constant(1.0) + 1.0  # the runtime's start-up is not the loss's compile time
             case = Case(*{tuple(dataclasses.astuple(case))!r})
             case.scene()
             """

@@ -47,7 +47,17 @@ import pandas as pd
 
 from segbench import oracle, tolerances
 from segbench._constants import REDUCTIONS
-from segbench.registry import FORMULATIONS, LOSSES, MODES, builtin_losses, loss_fn, not_here, unsupported
+from segbench.registry import (
+    BACKEND_LABELS,
+    FORMULATIONS,
+    LOSSES,
+    MODES,
+    builtin_losses,
+    installed_modes_by_backend,
+    loss_fn,
+    not_here,
+    unsupported,
+)
 from segbench.scenes import REFERENCE_SCENARIOS, Scenario, Scene
 from segbench.sweep import PASSES
 
@@ -195,9 +205,14 @@ def run_check(
     losses: Iterable[str] | None = None,
     bandwidth: bool = True,
     progress: bool = False,
+    backend: str | None = None,
+    oracle_rows: bool = True,
 ) -> pd.DataFrame:
     """One row per check (inputs, oracle numbers, each implementation) with its score and verdict;
-    ``progress``: a progress line on stderr (scenario x loss items, weighted by the scenario's size)."""
+    ``progress``: a progress line on stderr (scenario x loss items, weighted by the scenario's size).
+    ``backend``: the backend this process serves (where a user loss without a numpy reference runs
+    its float64 oracle); ``oracle_rows``: check the inputs and the oracles too (once per run: the
+    first backend's process does)."""
     from segbench.progress import Expected, Progress
 
     validate_table(table)
@@ -221,19 +236,19 @@ def run_check(
     ]
     bar = Progress(len(items), "scenario-loss pair", enabled=progress, expected=items)
     try:
-        rows = _check_scenarios(names, by_name, losses, modes, formulations, indexed, bar)
+        rows = _check_scenarios(names, by_name, losses, modes, formulations, indexed, bar, backend, oracle_rows)
     finally:
         bar.close()
     return pd.DataFrame(rows)
 
 
-def _check_scenarios(names, by_name, losses, modes, formulations, indexed, bar) -> list[dict]:
+def _check_scenarios(names, by_name, losses, modes, formulations, indexed, bar, backend, oracle_rows) -> list[dict]:
     rows = []
     for name in names:
         scenario = by_name[name]
         scene = scenario.scene()
         live = scenario in LIVE_SCENARIOS
-        if not live:
+        if not live and oracle_rows:
             same = scene_digest(scene) == indexed.loc[(name, "-", "inputs"), "sha256"]
             rows.append(
                 _row(name, "-", "-", "generator", "-", scenario.dtype, "inputs sha256", 0.0 if same else np.inf)
@@ -241,12 +256,13 @@ def _check_scenarios(names, by_name, losses, modes, formulations, indexed, bar) 
         big = scenario is BANDWIDTH
         for loss in losses:
             user = LOSSES[loss].user
-            if user is None and not live:
+            if user is None and not live and oracle_rows:
                 rows.extend(_check_oracle(name, loss, scene, scenario.dtype, indexed))
-            elif user is not None and not big:  # no stored values: its own float64 oracle, checked against itself
+            elif user is not None and not big and backend in (None, "tensorflow"):
+                # no stored values: its own float64 oracle, checked against itself (numpy vs TensorFlow)
                 rows.extend(_check_user_oracle(name, loss, user, scene, scenario.dtype))
             reductions = BANDWIDTH_CELLS["reductions"] if big else REDUCTIONS
-            references = _OracleArrays(loss, scene, reductions)
+            references = _OracleArrays(loss, scene, reductions, backend)
             for formulation in formulations:
                 if big and user is None and formulation not in BANDWIDTH_CELLS["formulations"]:
                     continue
@@ -265,7 +281,7 @@ def _check_scenarios(names, by_name, losses, modes, formulations, indexed, bar) 
                                 name, scene, loss, formulation, mode, pass_, references, reductions=reductions
                             )
                         )
-            bar.update(f"{name}: {loss}")
+            bar.update(f"{BACKEND_LABELS[backend]}, {name}: {loss}" if backend else f"{name}: {loss}")
     return rows
 
 
@@ -309,16 +325,16 @@ def _check_user_oracle(name: str, loss: str, user: Any, scene: Scene, dtype: str
 class _OracleArrays:
     """The oracle's values and gradients of one loss on one scene, computed when first asked for."""
 
-    def __init__(self, loss: str, scene: Scene, reductions: Iterable[str] = REDUCTIONS):
-        self.loss, self.scene, self._cache = loss, scene, {}
+    def __init__(self, loss: str, scene: Scene, reductions: Iterable[str] = REDUCTIONS, backend: str | None = None):
+        self.loss, self.scene, self.backend, self._cache = loss, scene, backend, {}
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self._cache:
             y_true, y_pred = self.scene.y_true, self.scene.y_pred
             if key.startswith("grad_"):
-                self._cache[key] = oracle.gradient(self.loss, y_true, y_pred, key[len("grad_") :])
+                self._cache[key] = oracle.gradient(self.loss, y_true, y_pred, key[len("grad_") :], backend=self.backend)
             else:
-                self._cache[key] = oracle.loss_value(self.loss, y_true, y_pred, key)
+                self._cache[key] = oracle.loss_value(self.loss, y_true, y_pred, key, backend=self.backend)
         return self._cache[key]
 
 
@@ -334,7 +350,8 @@ def _check_implementation(
         try:
             result = fn(scene.y_true, scene.y_pred)
         except Exception as error:  # an implementation that crashes is a mismatch, reported as such
-            text = f"{label}: {_origin(loss)}: {type(error).__name__}: {error}".splitlines()[0][:200]
+            message = f"{type(error).__name__}: {error}".splitlines()[0][:300]  # the same for every reduction
+            text = f"{label}: {_origin(loss)}: {message}"
             rows.append(_row(name, loss, formulation, mode, pass_, dtype, text, np.inf))
             continue
         if LOSSES[loss].user is not None:  # thrice: a non-deterministic loss is named as such, not as a mismatch
@@ -358,12 +375,20 @@ def _check_implementation(
         else:
             clipped = _clipped_fraction(loss, references)
             tol = tolerances.value_tolerance(
-                dtype, terms, mode, loss, scale=_count(loss, scene, reduction), clipped=clipped, formulation=formulation
+                dtype,
+                terms,
+                mode,
+                loss,
+                scale=_count(loss, scene, reduction, MODES[mode].backend),
+                clipped=clipped,
+                formulation=formulation,
             )
             score = _score(value, references[reduction], **tol)
         rows.append(_row(name, loss, formulation, mode, pass_, dtype, label, score))
         if gradient:
-            rtol = tolerances.gradient_rtol(dtype, _gradient_terms(loss, scene), mode, loss, formulation)
+            rtol = tolerances.gradient_rtol(
+                dtype, _gradient_terms(loss, scene, MODES[mode].backend), mode, loss, formulation
+            )
             got = np.asarray(result[1], dtype=np.float64)
             score = tolerances.gradient_score(got, references[f"grad_{reduction}"], rtol)
             rows.append(_row(name, loss, formulation, mode, pass_, dtype, f"grad_{reduction}", score))
@@ -409,22 +434,23 @@ def _clipped_fraction(loss: str, references) -> float:
     return float(np.mean(np.isclose(per_pixel, -np.log1p(-EPSILON), rtol=1e-9, atol=0)))
 
 
-def _count(loss: str, scene: Scene, reduction: str) -> int:
-    """How many per-pixel or per-image values a sum adds (1 for a mean): scales its absolute floor."""
+def _count(loss: str, scene: Scene, reduction: str, backend: str | None = None) -> int:
+    """How many per-pixel or per-image values a sum adds (1 for a mean): scales its absolute floor
+    (``backend``: where a registered loss's float64 output is computed, see oracle.user_value)."""
     if reduction != "sum":
         return 1
     if LOSSES[loss].user is None:
         return scene.y_true.size // scene.y_true.shape[-1]
-    out = oracle.user_value(LOSSES[loss].user, scene.y_true[:1], scene.y_pred[:1], "none")
+    out = oracle.user_value(LOSSES[loss].user, scene.y_true[:1], scene.y_pred[:1], "none", backend=backend)
     return max(1, np.size(out)) * scene.y_true.shape[0]
 
 
-def _gradient_terms(loss: str, scene: Scene) -> int:
+def _gradient_terms(loss: str, scene: Scene, backend: str | None = None) -> int:
     """How many input values feed each gradient entry: C for segbench's per-pixel losses; for a
     registered loss, the entries behind one of its outputs (H*W*C for a per-image loss)."""
     if LOSSES[loss].user is None:
         return scene.y_true.shape[-1]
-    out = oracle.user_value(LOSSES[loss].user, scene.y_true[:1], scene.y_pred[:1], "none")
+    out = oracle.user_value(LOSSES[loss].user, scene.y_true[:1], scene.y_pred[:1], "none", backend=backend)
     return max(1, scene.y_true[:1].size // max(1, np.size(out)))
 
 
@@ -454,6 +480,8 @@ def _command(args: argparse.Namespace) -> int:
             raise ValueError(f"--loss: unknown loss {loss!r}; expected one of: {', '.join(LOSSES)}")
     from segbench.values import _time_limit
 
+    for line in installed_modes_by_backend(modes)[1]:
+        print(f"NOTE: {line}", file=sys.stderr)
     report = isolated_check(
         table,
         modes,
@@ -466,10 +494,7 @@ def _command(args: argparse.Namespace) -> int:
     from segbench.plugins import origin_of
 
     for loss in (name for name in report["loss"].unique() if name in LOSSES and not oracle.independent(name)):
-        print(
-            f"NOTE: {loss} ({origin_of(loss)}) has no numpy reference with a gradient: its oracle is its own "
-            "TensorFlow code in float64, which checks precision, not logic"
-        )
+        print(oracle.dependence_note(loss))
     unstable = report[report["quantity"].str.contains("NON-DETERMINISTIC", regex=False)]
     for _, row in unstable.drop_duplicates(["loss", "mode"]).iterrows():
         print(
@@ -479,9 +504,14 @@ def _command(args: argparse.Namespace) -> int:
         )
     report = report.drop(unstable.index)
     failed = report[np.isinf(report["x tolerance"]) & (report["quantity"] != "inputs sha256")]
-    for _, row in failed.drop_duplicates(["loss", "mode", "quantity"]).head(20).iterrows():
-        where = "" if row["mode"] == "-" else f" ({row['formulation']}, {row['mode']}, {row['pass']})"
-        print(f"FAILED: {row['loss']}{where}: {row['quantity']}", file=sys.stderr)
+    # one line per loss, formulation, mode and error: a loss that fails on one backend fails the same
+    # way for every reduction and pass, and one line naming the backend and the error says it all
+    error = failed["quantity"].str.split(": ", n=1).str[-1]
+    for (loss, formulation, mode, message), rows in failed.groupby(
+        [failed["loss"], failed["formulation"], failed["mode"], error], sort=False
+    ):
+        where = "" if mode == "-" else f" ({formulation}, {mode}; {len(rows)} check{'s' * (len(rows) != 1)})"
+        print(f"FAILED: {loss}{where}: {message}", file=sys.stderr)
     print("The worst check of each loss, formulation, mode and pass (x tol: its difference in tolerances):")
     print(_render(worst(report).head(args.top), args))
     bad = report[~report["ok"]]
@@ -494,10 +524,20 @@ def _command(args: argparse.Namespace) -> int:
     return 1 if len(bad) or len(unstable) else 0
 
 
-def _check_group(group: tuple[str, ...], table, modes, scenarios, bandwidth: bool, progress: bool) -> pd.DataFrame:
-    """run_check for one group of losses (what a child process computes; its stderr is ours)."""
+def _check_group(
+    group: tuple[str, ...], table, modes, scenarios, bandwidth: bool, progress: bool, backend: str, oracle_rows: bool
+) -> pd.DataFrame:
+    """run_check for one group of losses in one backend's modes (what a child process computes;
+    its stderr is ours)."""
     return run_check(
-        table, modes=modes, scenarios=scenarios, losses=list(group), bandwidth=bandwidth, progress=progress
+        table,
+        modes=modes,
+        scenarios=scenarios,
+        losses=list(group),
+        bandwidth=bandwidth,
+        progress=progress,
+        backend=backend,
+        oracle_rows=oracle_rows,
     )
 
 
@@ -513,30 +553,41 @@ def isolated_check(
     time_limit: float | None = USER_LOSS_TIME_LIMIT_S,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """run_check with user losses each in a child process: a loss whose code kills its process
-    gets one failing row naming it and its plugin, and the others are checked."""
+    """run_check in one child process per backend of ``modes`` (numpy, TensorFlow, JAX, PyTorch:
+    Keras runs on that backend there, as in segbench run's workers; backends not installed here are
+    left out), user losses each in a child of their own: a loss whose code kills its process gets
+    one failing row naming it, its plugin and the backend, and the others are checked."""
     from segbench import plugins
 
     frames, seen_inputs = [], False
-    for group, result in plugins.run_isolated(
-        _check_group,
-        plugins.loss_groups(losses),
-        table,
-        modes,
-        scenarios,
-        bandwidth,
-        progress,
-        time_limit=time_limit,
-    ):
-        if isinstance(result, Exception):
-            frames.append(
-                pd.DataFrame([_row("-", loss, "-", "-", "-", "-", str(result)[:200], np.inf) for loss in group])
-            )
-            continue
-        if seen_inputs:  # each group re-checks the scenarios' inputs: keep one copy
-            result = result[result["loss"] != "-"]
-        seen_inputs = True
-        frames.append(result)
+    by_backend, _ = installed_modes_by_backend(modes)
+    for number, (backend, backend_modes) in enumerate(by_backend.items()):
+        for group, result in plugins.run_isolated(
+            _check_group,
+            plugins.loss_groups(losses),
+            table,
+            backend_modes,
+            scenarios,
+            bandwidth,
+            progress,
+            backend,
+            number == 0,
+            time_limit=time_limit,
+            backend=backend,
+        ):
+            if isinstance(result, Exception):
+                frames.append(
+                    pd.DataFrame([_row("-", loss, "-", "-", "-", "-", str(result)[:200], np.inf) for loss in group])
+                )
+                continue
+            if seen_inputs:  # each group re-checks the scenarios' inputs: keep one copy
+                result = result[result["loss"] != "-"]
+            seen_inputs = seen_inputs or bool((result["loss"] == "-").any())
+            frames.append(result)
+    if not frames:
+        return pd.DataFrame(
+            [_row("-", "-", "-", "-", "-", "-", "no backend of the modes asked for is installed", np.inf)]
+        )
     return pd.concat(frames, ignore_index=True)
 
 

@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TAKES_LOSSES = ("run", "values", "check", "compare", "report", "ab", "merge")
-IMPORTS_TENSORFLOW = ("values", "check")  # in this process; run and ab import it in their workers
+# In this process, quietly, where it is installed (a plugin's Keras would import it with its start-up
+# lines); run and ab import it in their workers, values and check in their TensorFlow process.
+IMPORTS_TENSORFLOW = ("values", "check")
 
 
 def _expected_runtime_errors() -> tuple[type[Exception], ...]:
@@ -149,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         # (numpy's "could not import module datetime"), so the imports above stay under the quiet handler.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     command = f"segbench {args.command}"
+    from segbench.registry import installed_backends
+
     try:
-        if args.command in IMPORTS_TENSORFLOW:
+        if args.command in IMPORTS_TENSORFLOW and installed_backends()["tensorflow"]:
             from segbench.worker import import_tensorflow_quietly
 
             import_tensorflow_quietly()

@@ -191,6 +191,25 @@ def independent(loss: str) -> bool:
     return user is None or (user.numpy is not None and user.numpy_gradient is not None)
 
 
+def dependence_note(loss: str) -> str:
+    """One line for a loss whose oracle is its own code (not independent): what its checks can and
+    cannot show, and where its oracle ran."""
+    from segbench.plugins import origin_of
+
+    user = _user(loss)
+    others = [b for b in ("jax", "torch") if user is not None and user.function(b) is not None]
+    where = (
+        "its own code in float64 on each backend (TensorFlow's, JAX's, PyTorch's)"
+        if others
+        else "its own TensorFlow code in float64"
+    )
+    also = ": compare the backends' rows with each other" if others else ""
+    return (
+        f"NOTE: {loss} ({origin_of(loss)}) has no numpy reference with a gradient: its oracle is {where}, "
+        f"which checks precision, not logic{also}"
+    )
+
+
 def images_per_chunk(y_pred) -> int:
     """Images per chunk: their float64 temporaries within the size of the two inputs."""
     n = max(1, np.shape(y_pred)[0])

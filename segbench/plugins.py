@@ -118,12 +118,17 @@ class UserCodeDiedError(RuntimeError):
     """The process running a loss's code died (os._exit, a segfault, a kill); names the losses."""
 
 
-def _child_init() -> None:  # pragma: no cover - runs in the child
+def _child_init(backend: str | None = None) -> None:  # pragma: no cover - runs in the child
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    has_tensorflow = importlib.util.find_spec("tensorflow") is not None
-    if has_tensorflow and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+    if backend is not None:  # before a plugin imports Keras: it runs on this process's backend
+        from segbench.worker import backend_env
+
+        os.environ.update(backend_env(backend))
+    from segbench.registry import installed_backends
+
+    if installed_backends()["tensorflow"] and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         from segbench.worker import import_tensorflow_quietly
 
         import_tensorflow_quietly()  # its start-up lines kept from the terminal, as in every command
@@ -139,18 +144,25 @@ def _kill(pool) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _died(group: tuple[str, ...], how: str) -> UserCodeDiedError:
+def _died(group: tuple[str, ...], how: str, backend: str | None = None) -> UserCodeDiedError:
+    from segbench.registry import BACKEND_LABELS
+
     names = ", ".join(f"{loss} ({origin_of(loss)})" for loss in group)
-    return UserCodeDiedError(f"the process evaluating loss {names} {how}; the other losses went on in a fresh process")
+    process = f"the {BACKEND_LABELS[backend]} process" if backend else "the process"
+    return UserCodeDiedError(f"{process} evaluating loss {names} {how}; the other losses went on in a fresh process")
 
 
-def run_isolated(task, groups: list[tuple[str, ...]], *args, time_limit: float | None = None):
+def run_isolated(
+    task, groups: list[tuple[str, ...]], *args, time_limit: float | None = None, backend: str | None = None
+):
     """``task(group, *args)`` for each group of losses in a child process (user code can call
     os._exit, crash the interpreter or never return: segbench must survive it, as ``segbench run``
     does with its workers). Yields ``(group, result)``, or ``(group, UserCodeDiedError)`` for a group
     whose process died or ran past ``time_limit`` seconds (a group of user losses only: segbench's
     own losses have none), and goes on with the next group in a fresh process. Plugins reach the
-    child through $SEGBENCH_PLUGINS (load_all exports them)."""
+    child through $SEGBENCH_PLUGINS (load_all exports them). ``backend``: the children serve that
+    backend only (worker.backend_env: Keras runs on it there, and a JAX or PyTorch child never
+    imports TensorFlow), as segbench run's workers do."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures import TimeoutError as FutureTimeout
@@ -163,7 +175,9 @@ def run_isolated(task, groups: list[tuple[str, ...]], *args, time_limit: float |
     try:
         for group in groups:
             if pool is None:
-                pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init)
+                pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=context, initializer=_child_init, initargs=(backend,)
+                )
             users = any(loss in LOSSES and LOSSES[loss].user is not None for loss in group)
             try:
                 yield group, pool.submit(task, group, *args).result(timeout=time_limit if users else None)
@@ -171,11 +185,14 @@ def run_isolated(task, groups: list[tuple[str, ...]], *args, time_limit: float |
                 _kill(pool)
                 pool = None
                 how = f"ran past its time limit of {time_limit:g} s and was killed (--timeout sets the limit)"
-                yield group, _died(group, how)
+                yield group, _died(group, how, backend)
             except BrokenProcessPool:
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = None
-                yield group, _died(group, "died (os._exit, a segfault or a kill): its code ended the interpreter")
+                yield (
+                    group,
+                    _died(group, "died (os._exit, a segfault or a kill): its code ended the interpreter", backend),
+                )
     finally:
         if pool is not None:
             pool.shutdown(wait=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,6 +268,30 @@ _BACKEND_MODULES = {
 
 def modes_of(backend: str) -> tuple[str, ...]:
     return tuple(name for name, mode in MODES.items() if mode.backend == backend)
+
+
+def modes_by_backend(modes: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``modes`` grouped by their backend, backends in BACKENDS order: the commands that evaluate
+    losses in-process (values, check) run each group in a process of its own backend."""
+    modes = list(modes)
+    return {
+        backend: tuple(m for m in modes if MODES[m].backend == backend)
+        for backend in BACKENDS
+        if any(MODES[m].backend == backend for m in modes)
+    }
+
+
+def installed_modes_by_backend(modes: Iterable[str]) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """modes_by_backend for the backends installed here, and one line per backend that is not
+    (naming the modes it leaves out)."""
+    found = installed_backends()
+    groups = modes_by_backend(modes)
+    missing = [
+        f"{BACKEND_LABELS[b]} is not installed: mode{'s' if len(ms) > 1 else ''} {', '.join(ms)} left out"
+        for b, ms in groups.items()
+        if not found[b]
+    ]
+    return {b: ms for b, ms in groups.items() if found[b]}, missing
 
 
 def get_backend(name: str) -> str:

@@ -178,16 +178,13 @@ def test_a_user_loss_runs_where_it_has_a_function():
 # ---------------------------------------------------------------------------------------------
 # segbench run: a worker per backend.
 
-# A sitecustomize that makes a library look not installed (find_spec and import both fail).
+# A sitecustomize that makes a library look not installed: importing it raises ModuleNotFoundError
+# and importlib.util.find_spec answers None, as where it is absent (torch._dynamo asks for TensorFlow).
 HIDE = textwrap.dedent(
     """
     import sys
-    class _Hide:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {hidden!r}:
-                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-            return None
-    sys.meta_path.insert(0, _Hide())
+    for name in {hidden!r}:
+        sys.modules[name] = None
     """
 )
 
@@ -342,3 +339,86 @@ def test_tables_before_the_backend_column_load_with_the_backend_of_their_mode(tm
     assert (
         results.SCHEMA_VERSION == 5 and list(results.SCHEMA).index("backend") == list(results.SCHEMA).index("mode") + 1
     )
+
+
+def process_state(group: tuple[str, ...]) -> dict:
+    """What a child of plugins.run_isolated runs in (a task of its own: importable by the child)."""
+    return {
+        "pid": os.getpid(),
+        "keras_backend": os.environ.get("KERAS_BACKEND"),
+        "tensorflow": "tensorflow" in sys.modules,
+        "group": group,
+    }
+
+
+@pytest.mark.slow
+def test_values_and_checks_children_serve_one_backend_each():
+    """The process values and check evaluate a backend's modes in: Keras on that backend, and no
+    TensorFlow in a JAX or PyTorch one."""
+    from segbench import plugins
+
+    states = {
+        backend: next(iter(plugins.run_isolated(process_state, [("x",)], backend=backend)))[1]
+        for backend in ("numpy", "jax", "torch")
+    }
+    assert {b: (s["keras_backend"], s["tensorflow"]) for b, s in states.items()} == {
+        "numpy": ("numpy", False),
+        "jax": ("jax", False),
+        "torch": ("torch", False),
+    }
+    assert len({s["pid"] for s in states.values()} | {os.getpid()}) == 4
+
+
+@pytest.mark.slow
+def test_values_shows_every_backend_and_runs_without_tensorflow(tmp_path):
+    """segbench values on a machine without TensorFlow: the numpy, JAX and PyTorch rows, and one
+    line naming what is left out; no traceback."""
+    _needs("jax")
+    _needs("torch")
+    done = _segbench(["values", "--loss", "categorical_crossentropy"], tmp_path, _hide(tmp_path, "tensorflow"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "NOTE: TensorFlow is not installed: modes eager, function, xla left out" in done.stderr
+    assert "Traceback" not in done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("categorical_ce")]
+    assert [(r[1], r[2]) for r in rows] == [
+        ("reference", "NumPy"),
+        ("fused", "NumPy"),
+        ("keras", "JAX"),
+        ("keras", "PyTorch"),
+    ]
+    keras = {r[2]: r for r in rows if r[1] == "keras"}
+    assert keras["JAX"][3] != "-" and keras["JAX"][5] != "-"  # eager and compiled
+    assert keras["PyTorch"][3] != "-" and keras["PyTorch"][5] != "-"
+
+
+@pytest.mark.slow
+def test_values_and_check_give_a_loss_that_fails_on_one_backend_one_line_naming_it(tmp_path):
+    _needs("jax")
+    _needs("torch")
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(USER_PLUGIN)
+    losses = ["--plugin", str(plugin), "--loss", "keras_squared_error,keras_needs_an_op"]
+    done = _segbench(["values", *losses], tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    rows = {(line.split()[0], line.split()[2]) for line in done.stdout.splitlines() if line.startswith("keras_")}
+    assert rows == {
+        ("keras_squared_error", "TensorFlow"),
+        ("keras_squared_error", "JAX"),
+        ("keras_squared_error", "PyTorch"),
+        ("keras_needs_an_op", "TensorFlow"),
+        ("keras_needs_an_op", "JAX"),
+    }
+    failed = [line for line in done.stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "PyTorch backend" in failed[0] and "ops.fancy_op" in failed[0], done.stderr
+    assert "compare the backends' rows with each other" in done.stderr
+
+    check = ["check", *losses, "--mode", "eager,jax,torch", "--scenario", "complete", "--quiet"]
+    check += ["--table", str(ROOT / "results" / "reference_values.csv")]
+    done = _segbench(check, tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    failed = [line for line in done.stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "PyTorch backend" in failed[0] and "ops.fancy_op" in failed[0], done.stderr
+    assert "absl::InitializeLog" not in done.stderr  # TensorFlow imported (and quietly) only where it runs
+    report = done.stdout
+    for mode in ("eager", "jax", "torch"):
+        assert any(line.split()[2:3] == [mode] for line in report.splitlines() if "keras_squared" in line), report

@@ -52,3 +52,23 @@ def test_loss_function_describes_itself():
         "sum",
         True,
     )
+
+
+def test_modes_are_grouped_by_backend_in_the_registrys_order():
+    assert registry.modes_by_backend(["torch", "xla", "numpy", "jax-jit", "eager"]) == {
+        "numpy": ("numpy",),
+        "tensorflow": ("xla", "eager"),
+        "jax": ("jax-jit",),
+        "torch": ("torch",),
+    }
+
+
+def test_backends_not_installed_are_named_with_the_modes_they_leave_out(monkeypatch):
+    found = {"numpy": True, "tensorflow": False, "jax": True, "torch": False}
+    monkeypatch.setattr(registry, "installed_backends", lambda: found)
+    groups, missing = registry.installed_modes_by_backend(["eager", "xla", "jax", "torch"])
+    assert groups == {"jax": ("jax",)}
+    assert missing == [
+        "TensorFlow is not installed: modes eager, xla left out",
+        "PyTorch is not installed: mode torch left out",
+    ]
