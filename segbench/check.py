@@ -506,7 +506,7 @@ def _command(args: argparse.Namespace) -> int:
     failed = report[np.isinf(report["x tolerance"]) & (report["quantity"] != "inputs sha256")]
     # one line per loss, formulation, mode and error: a loss that fails on one backend fails the same
     # way for every reduction and pass, and one line naming the backend and the error says it all
-    error = failed["quantity"].str.split(": ", n=1).str[-1]
+    error = failed["quantity"].where(failed["mode"] == "-", failed["quantity"].str.split(": ", n=1).str[-1])
     for (loss, formulation, mode, message), rows in failed.groupby(
         [failed["loss"], failed["formulation"], failed["mode"], error], sort=False
     ):
@@ -579,6 +579,8 @@ def isolated_check(
                 frames.append(
                     pd.DataFrame([_row("-", loss, "-", "-", "-", "-", str(result)[:200], np.inf) for loss in group])
                 )
+                continue
+            if result.empty:  # no cell of this group runs on this backend
                 continue
             if seen_inputs:  # each group re-checks the scenarios' inputs: keep one copy
                 result = result[result["loss"] != "-"]
