@@ -19,6 +19,14 @@ ALL_MODES = segbench.registry.TENSORFLOW_MODES
 ALL_FORMULATIONS = tuple(segbench.FORMULATIONS)
 
 
+@pytest.fixture(autouse=True)
+def _tables_100_columns_wide(monkeypatch):
+    """Tables as where there is no terminal (100 columns), whatever runs the tests: a pytest-xdist
+    worker's output is a pipe whose width the platform may report otherwise. A test that needs
+    another width sets COLUMNS itself."""
+    monkeypatch.setenv("COLUMNS", "100")
+
+
 def formulations_for(mode: str) -> tuple[str, ...]:
     """The formulations that run in ``mode`` (blocked is for graph modes only)."""
     return tuple(f for f in ALL_FORMULATIONS if segbench.registry.runs_in(f, mode))
