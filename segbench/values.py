@@ -223,7 +223,7 @@ def _command(args: argparse.Namespace) -> int:
     died = table[table["mode"] == "-"]
     table = table[table["mode"] != "-"]
     if table.empty:  # every loss asked for failed: the lines below say how
-        table = pd.DataFrame(columns=["loss", "formulation", "mode", "value", "spread", "ok", "failure"])
+        table = pd.DataFrame(columns=list(VALUE_COLUMNS))
     if args.format == "terminal":
         pivot = terminal_pivot(table) if len(table) else pd.DataFrame({"loss": []})
     else:
