@@ -44,6 +44,7 @@ import functools
 
 import numpy as np
 
+from segbench import clipping
 from segbench._constants import EPSILON
 from segbench.registry import register_loss
 from segbench.tolerances import FLOAT64_ACCUMULATION
@@ -108,15 +109,17 @@ def tversky_tensorflow(y_true, y_pred):
 
 
 def focal_numpy(y_true, y_pred):
-    q = np.clip(y_pred / y_pred.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
+    q = clipping.clip(y_pred / y_pred.sum(axis=-1, keepdims=True))
     return -(ALPHA_FOCAL * (1 - q) ** GAMMA_FOCAL * y_true * np.log(q)).sum(axis=-1)
 
 
 def _through_normalisation(y_pred, dl_dq):
-    """dL/dp from dL/dq where q = clip(p / sum_c p): the clip passes where eps <= p / s <= 1 - eps."""
+    """dL/dp from dL/dq where q = clip(p / sum_c p): the clip passes where eps <= p / s <= 1 - eps
+    (under the oracle's rule; see ClipRule)."""
     s = y_pred.sum(axis=-1, keepdims=True)
     q = y_pred / s
-    g = np.where((q >= EPSILON) & (q <= 1 - EPSILON), dl_dq(np.clip(q, EPSILON, 1 - EPSILON)), 0.0)
+    passes = clipping.pass_through(q)
+    g = np.where(passes > 0, passes * dl_dq(clipping.clip(q)), 0.0)
     return (g - (g * q).sum(axis=-1, keepdims=True)) / s
 
 
@@ -129,7 +132,7 @@ def focal_gradient(y_true, y_pred):
 
 
 def keras_cce_numpy(y_true, y_pred):
-    q = np.clip(y_pred / y_pred.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
+    q = clipping.clip(y_pred / y_pred.sum(axis=-1, keepdims=True))
     return -(y_true * np.log(q)).sum(axis=-1)
 
 
@@ -171,6 +174,7 @@ def _keras(name: str):
 keras_categorical_crossentropy = _keras("CategoricalCrossentropy")
 
 
+clipping.CLIP_RULE_LOSSES.update({"categorical_focal_crossentropy", "keras_categorical_crossentropy"})
 FLOAT64_ACCUMULATION.update(
     {("soft_dice", "reference"), ("tversky", "reference")}
 )  # their TensorFlow sums: see _image_sum
