@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ class ClipRule:
     def oracles(self) -> bool:
         """The oracle's bounds and gradient at them, met in the implementation's own precision:
         the oracle's rule (its rounding of the bounds is in segbench.tolerances.clip_error)."""
-        return (self.low, self.high, self.at_bound) == (ORACLE_CLIP.low, ORACLE_CLIP.high, ORACLE_CLIP.at_bound)
+        return dataclasses.replace(self, dtype=ORACLE_CLIP.dtype) == ORACLE_CLIP
 
     def bounds(self) -> tuple[float, float]:
         """The bounds as the implementation meets them (rounded to its precision)."""
@@ -101,26 +102,26 @@ def clip_rule(rule: ClipRule) -> Iterator[None]:
         _CLIP_RULE.reset(token)
 
 
-def clip(q: np.ndarray) -> np.ndarray:
-    rule = _CLIP_RULE.get()
+def _met(q: np.ndarray, rule: ClipRule) -> np.ndarray:
+    """q as the implementation compares it with its bounds (rounded to the rule's precision)."""
     if rule.dtype == "float64":
-        return np.clip(q, rule.low, rule.high)
+        return q
     from segbench.scenes import _numpy_dtype
 
-    dtype = _numpy_dtype(rule.dtype)
-    low, high = float(dtype.type(rule.low)), float(dtype.type(rule.high))
-    rounded = q.astype(dtype).astype(np.float64)
-    return np.where(rounded <= low, low, np.where(rounded >= high, high, q))
+    return q.astype(_numpy_dtype(rule.dtype)).astype(np.float64)
+
+
+def clip(q: np.ndarray) -> np.ndarray:
+    """q clipped to the bounds of the rule in effect."""
+    rule = _CLIP_RULE.get()
+    low, high = rule.bounds()
+    met = _met(q, rule)
+    return np.where(met <= low, low, np.where(met >= high, high, q))
 
 
 def pass_through(q: np.ndarray) -> np.ndarray:
     """The clip's derivative: 1 strictly within the bounds, ``at_bound`` at them, 0 beyond."""
     rule = _CLIP_RULE.get()
-    low, high = rule.low, rule.high
-    if rule.dtype != "float64":
-        from segbench.scenes import _numpy_dtype
-
-        dtype = _numpy_dtype(rule.dtype)
-        q, low, high = q.astype(dtype).astype(np.float64), float(dtype.type(low)), float(dtype.type(high))
-    at = (q == low) | (q == high)
-    return np.where(at, rule.at_bound, ((q > low) & (q < high)).astype(np.float64))
+    low, high = rule.bounds()
+    met = _met(q, rule)
+    return np.where((met == low) | (met == high), rule.at_bound, ((met > low) & (met < high)).astype(np.float64))
