@@ -1,6 +1,6 @@
 """What every asv benchmark shares: the profile's params, and a case ready to time.
 
-Params come from the one sweep definition (``segbench.sweep``); ``SEGBENCH_PROFILE`` picks the
+Params come from the one sweep definition (``segbench.measurement.sweep``); ``SEGBENCH_PROFILE`` picks the
 profile (default: "default"; ``backends`` and ``tiny`` have the JAX and PyTorch modes, whose
 ``mode`` param names the backend: jax, jax-jit, torch, torch-compile). TensorFlow is imported
 here, once, where it is installed, so that asv's forkserver keeps a warm import for every
@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if importlib.util.find_spec("tensorflow") is not None:
     import tensorflow  # noqa: F401  (warm import, see the docstring)
 
-from segbench import plugins
-from segbench.sweep import Case, PreparedCase, Profile, get_profile
+from segbench.losses import plugins
+from segbench.measurement.sweep import Case, PreparedCase, Profile, get_profile
 
 plugins.load_all()  # losses of installed packages and of $SEGBENCH_PLUGINS (asv runs fresh processes)
 PROFILE: Profile = get_profile()
@@ -46,7 +46,7 @@ LARGEST = (max(SWEEP.batches), *max(SWEEP.resolutions, key=lambda r: r[0] * r[1]
 
 def params_with(**fixed: list) -> list[list]:
     """The sweep's params with some dimensions narrowed: every benchmark keeps all PARAM_NAMES,
-    so each result says exactly which cell it is (and segbench.importers maps any of them)."""
+    so each result says exactly which cell it is (and segbench.results.importers maps any of them)."""
     return [fixed.get(name, values) for name, values in zip(PARAM_NAMES, PARAMS, strict=True)]
 
 
@@ -72,7 +72,7 @@ def keras_backend_for(case: Case) -> str | None:
     Keras is imported. Why the cell cannot run here, or None (a backend not installed: asv's skip)."""
     import sys
 
-    from segbench.registry import BACKEND_LABELS, MODES, process_keras_backend, uses_keras
+    from segbench.losses.registry import BACKEND_LABELS, MODES, process_keras_backend, uses_keras
 
     backend = MODES[case.mode].backend
     if importlib.util.find_spec(backend) is None:

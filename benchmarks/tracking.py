@@ -10,10 +10,10 @@ number as "lower is better", so each is stated that way round.
 import dataclasses
 import textwrap
 
-from segbench.registry import MODES
-from segbench.scenes import SEED_SCENARIO
-from segbench.timing import measure
-from segbench.worker import backend_env
+from segbench.losses.registry import MODES
+from segbench.losses.scenes import SEED_SCENARIO
+from segbench.measurement.backends import backend_env
+from segbench.measurement.timing import measure
 
 from .common import PARAM_NAMES, PROFILE, SWEEP, largest_shape, make_case, params_with, prepare
 
@@ -68,7 +68,7 @@ class TimerawCompile:
         # that backend: a JAX or PyTorch cell's process never imports TensorFlow)
         start = {
             "tensorflow": "import tensorflow as tf; tf.constant(1.0) + 1.0",
-            "jax": "import segbench.modes_jax, jax.numpy as jnp; jnp.ones(1).block_until_ready()",
+            "jax": "import segbench.losses.modes_jax, jax.numpy as jnp; jnp.ones(1).block_until_ready()",
             "torch": "import torch; torch.ones(1) + 1.0",
         }.get(backend, "pass")
         setup = textwrap.dedent(
@@ -77,7 +77,7 @@ class TimerawCompile:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             os.environ.update({backend_env(backend)!r})
             {start}
-            from segbench.sweep import Case
+            from segbench.measurement.sweep import Case
             case = Case(*{tuple(dataclasses.astuple(case))!r})
             case.scene()
             """

@@ -1,7 +1,7 @@
 """MkDocs hooks: pages generated from the code, so that they cannot go stale.
 
 ``<!-- segbench:schema -->`` in a page becomes the table of every results column, from
-:data:`segbench.results.COLUMNS` (the one definition the code conforms tables to).
+:data:`segbench.results.schema.COLUMNS` (the one definition the code conforms tables to).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def schema_table() -> str:
-    from segbench import results
+    from segbench.results import schema as results
 
     lines = [
         f"Schema version {results.SCHEMA_VERSION}. Key columns (one cell): "

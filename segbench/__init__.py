@@ -2,27 +2,32 @@
 
 Importing segbench is cheap: it imports nothing until a name is used (PEP 562), so that the
 command line starts, and stops on Ctrl-C, at once; TensorFlow is imported only by a TensorFlow mode.
+
+The package's folders follow a cell's way through a run: ``losses`` (what is measured) ->
+``measurement`` (sweep, timer, workers) -> ``results`` (schema, storage) -> ``verdicts``
+(compare, ab, values, check) -> ``presentation`` (tables, report, progress) -> ``cli``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from segbench._lazy import install_flat_names, package_dir, package_getattr
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "EPSILON": "segbench._constants",
     "REDUCTIONS": "segbench._constants",
-    "FORMULATIONS": "segbench.registry",
-    "LOSSES": "segbench.registry",
-    "MODES": "segbench.registry",
-    "LossFunction": "segbench.registry",
-    "loss_fn": "segbench.registry",
-    "register_loss": "segbench.registry",
-    "Scene": "segbench.scenes",
-    "make_scene": "segbench.scenes",
-    "validate_inputs": "segbench.validation",
+    "FORMULATIONS": "segbench.losses.registry",
+    "LOSSES": "segbench.losses.registry",
+    "MODES": "segbench.losses.registry",
+    "LossFunction": "segbench.losses.registry",
+    "loss_fn": "segbench.losses.registry",
+    "register_loss": "segbench.losses.registry",
+    "Scene": "segbench.losses.scenes",
+    "make_scene": "segbench.losses.scenes",
+    "validate_inputs": "segbench.losses.validation",
 }
 
 __all__ = [  # noqa: RUF022 (the same order as _EXPORTS)
@@ -41,24 +46,10 @@ __all__ = [  # noqa: RUF022 (the same order as _EXPORTS)
 
 if TYPE_CHECKING:
     from segbench._constants import EPSILON, REDUCTIONS
-    from segbench.registry import FORMULATIONS, LOSSES, MODES, LossFunction, loss_fn, register_loss
-    from segbench.scenes import Scene, make_scene
-    from segbench.validation import validate_inputs
+    from segbench.losses.registry import FORMULATIONS, LOSSES, MODES, LossFunction, loss_fn, register_loss
+    from segbench.losses.scenes import Scene, make_scene
+    from segbench.losses.validation import validate_inputs
 
-
-def __getattr__(name: str) -> Any:
-    """The public names and the submodules, imported on first use."""
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    try:
-        return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as error:
-        if error.name != f"{__name__}.{name}":
-            raise
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+install_flat_names()  # segbench.runner, segbench.losses_tf, ...: the module names before the folders
+__getattr__ = package_getattr(__name__, _EXPORTS)
+__dir__ = package_dir(__name__, _EXPORTS)

@@ -15,7 +15,7 @@ from segbench._constants import tolerance
 ALL_LOSSES = tuple(segbench.LOSSES)
 # The modes this process runs (numpy, TensorFlow: Keras on its TensorFlow backend); the JAX and
 # PyTorch modes need Keras started on their backend: tests/test_backends.py runs them in subprocesses.
-ALL_MODES = segbench.registry.TENSORFLOW_MODES
+ALL_MODES = segbench.losses.registry.TENSORFLOW_MODES
 ALL_FORMULATIONS = tuple(segbench.FORMULATIONS)
 
 
@@ -29,7 +29,7 @@ def _tables_100_columns_wide(monkeypatch):
 
 def formulations_for(mode: str) -> tuple[str, ...]:
     """The formulations that run in ``mode`` (blocked is for graph modes only)."""
-    return tuple(f for f in ALL_FORMULATIONS if segbench.registry.runs_in(f, mode))
+    return tuple(f for f in ALL_FORMULATIONS if segbench.losses.registry.runs_in(f, mode))
 
 
 def to_numpy(value):
@@ -70,9 +70,9 @@ def _run_environment(config: pytest.Config) -> dict:
     """segbench's environment of this session (versions, CPU, BLAS and threads, oneDNN, TensorFlow's
     build, run id, start time and load), collected once."""
     if not hasattr(config, "_segbench_environment"):
-        from segbench import environment
-        from segbench.sweep import get_profile
-        from segbench.worker import import_tensorflow_quietly
+        from segbench.measurement import environment
+        from segbench.measurement.backends import import_tensorflow_quietly
+        from segbench.measurement.sweep import get_profile
 
         import_tensorflow_quietly()
         profile = get_profile().name  # the timed profile, as tests/bench picks it
@@ -84,10 +84,10 @@ def _run_environment(config: pytest.Config) -> dict:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """machine_info["segbench"]: the machine's identity as segbench checks it
-    (segbench.environment.IDENTITY), where segbench.importers.from_pytest_benchmark reads it.
+    (segbench.measurement.environment.IDENTITY), where segbench.results.importers.from_pytest_benchmark reads it.
     What changes from run to run on one machine (run id, start time, load average, the CPU's
     current clock) is kept out of machine_info: each benchmark's extra_info["segbench"] has it."""
-    from segbench import environment
+    from segbench.measurement import environment
 
     meta = _run_environment(config)
     machine_info["segbench"] = {k: meta[k] for k in environment.IDENTITY if meta.get(k) is not None}
@@ -105,7 +105,7 @@ def pytest_runtest_call(item: pytest.Item):
     if benchmark is None or getattr(benchmark, "disabled", True):
         yield
         return
-    from segbench import environment
+    from segbench.measurement import environment
 
     meta = _run_environment(item.config)
     extra = {k: v for k, v in meta.items() if k not in environment.IDENTITY and v is not None}

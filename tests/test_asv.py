@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from segbench import oracle
-from segbench.importers import from_asv
-from segbench.scenes import SEED_SCENARIO
+from segbench.losses import oracle
+from segbench.losses.scenes import SEED_SCENARIO
+from segbench.results.importers import from_asv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def only_supported(rows):
     """The rows of cells that can run; the others must be asv's skips of what the registry refuses
     (e.g. the blocked formulation outside the graph modes) or of a Keras backend other than the
     benchmark process's (Keras runs on one backend a process)."""
-    from segbench.registry import not_here, unsupported
+    from segbench.losses.registry import not_here, unsupported
 
     for _, row in rows[rows["status"] != "ok"].iterrows():
         assert row["status"] == "skipped", row["status"]

@@ -6,14 +6,14 @@
 The `blocked` formulation sums k blocks of each image's pixels elementwise in one XLA loop
 fusion. Until commit 9ba6c53 block b was the b-th k-th of the image (``contiguous``): the fusion
 reads 2k places of memory at once, 256 KiB apart at 512x512 (k = 16: 32 streams a core). Now
-block b is group b of each row of k groups of 8 pixels (``interleaved``, segbench/losses_tf.py):
+block b is group b of each row of k groups of 8 pixels (``interleaved``, segbench/losses/tf_impl.py):
 the same loop, with the same slices, but each input is read as one sequential stream. Both are
 built here from the same per-pixel terms, so they differ in the addresses they read and in
 nothing else; ``contiguous kK`` and ``interleaved kK`` choose the number of blocks, ``blocked``
 and ``fused`` are segbench's own formulations.
 
 Printed per layout: the median time (medians of rounds, the layouts' rounds interleaved), its
-share of the read ceiling measured in the same process (segbench.runner.measure_ceiling, as
+share of the read ceiling measured in the same process (segbench.measurement.cells.measure_ceiling, as
 ``segbench run`` does) and the process CPU time per call (both cores; less sensitive than the
 wall time to other processes on a shared machine). ``--dump DIR`` also writes XLA's dump (HLO,
 LLVM IR, object files) of every compiled layout under DIR, for ``llvm-objdump -d``.
@@ -45,14 +45,14 @@ def main() -> None:
     if args.dump:  # must be set before TensorFlow starts XLA; one folder for all (module names differ)
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={args.dump}".strip()
 
-    from segbench.worker import import_tensorflow_quietly
+    from segbench.measurement.backends import import_tensorflow_quietly
 
     tf = import_tensorflow_quietly()
     import segbench
-    from segbench import device as devices
-    from segbench import losses_tf as lt
-    from segbench.runner import measure_ceiling
-    from segbench.sweep import TimerBudget, scene_for
+    from segbench.losses import tf_impl as lt
+    from segbench.measurement import device as devices
+    from segbench.measurement.cells import measure_ceiling
+    from segbench.measurement.sweep import TimerBudget, scene_for
 
     def blocked(loss: str, layout: str, k: int):
         terms, needs_presence = {

@@ -16,7 +16,7 @@ import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from segbench.worker import import_tensorflow_quietly
+from segbench.measurement.backends import import_tensorflow_quietly
 
 FUSION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+) fusion\((.*?)\), kind=(\w+)")
 ALIAS = re.compile(r"^\s*%(\S+) = \S+ (?:bitcast|reshape|copy)\(%(\S+?)\)")
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     tf = import_tensorflow_quietly()
     import segbench
-    from segbench.sweep import scene_for
+    from segbench.measurement.sweep import scene_for
 
     scene = scene_for(args.batch, args.res, args.res, args.classes, "float32")
     fn = segbench.loss_fn(

@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fusions import fusions
 
-from segbench.worker import import_tensorflow_quietly
+from segbench.measurement.backends import import_tensorflow_quietly
 
 tf = import_tensorflow_quietly()
 
 import segbench  # noqa: E402
-from segbench.losses_tf import _nll  # noqa: E402
-from segbench.sweep import scene_for  # noqa: E402
+from segbench.losses.tf_impl import _nll  # noqa: E402
+from segbench.measurement.sweep import scene_for  # noqa: E402
 
 BLOCKS = 4
 

@@ -15,11 +15,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from segbench.worker import import_tensorflow_quietly
+from segbench.measurement.backends import import_tensorflow_quietly
 
 tf = import_tensorflow_quietly()
 
-from segbench.sweep import scene_for  # noqa: E402
+from segbench.measurement.sweep import scene_for  # noqa: E402
 
 
 def reduce_sum(a, b):

@@ -1,5 +1,5 @@
 """Measure how far every float32 implementation is from the float64 oracle at a bandwidth-sized
-shape: the numbers behind the constants of segbench/tolerances.py.
+shape: the numbers behind the constants of segbench/losses/tolerances.py.
 
     PYTHONPATH=$PWD .venv/bin/python docs/tolerances/measure_errors.py --classes 4 --out docs/tolerances/errors_c4.csv
     PYTHONPATH=$PWD .venv/bin/python docs/tolerances/measure_errors.py --classes 32 --reductions mean \
@@ -8,8 +8,8 @@ shape: the numbers behind the constants of segbench/tolerances.py.
 One row per loss x formulation x mode x pass x reduction (mean, sum), with the value's relative
 error, and for forward+backward with reduction mean the gradient's error statistics:
 ``grad_rel`` = max over entries of |d| / (|g| + typical) (typical: the median |g| of the nonzero
-entries), the quantity segbench.tolerances bounds; ``grad_rel_big`` = max |d| / |g| over entries
-with |g| >= typical. The oracle is computed a chunk of images at a time (segbench.oracle).
+entries), the quantity segbench.losses.tolerances bounds; ``grad_rel_big`` = max |d| / |g| over entries
+with |g| >= typical. The oracle is computed a chunk of images at a time (segbench.losses.oracle).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from segbench import oracle, plugins
-from segbench.registry import FORMULATIONS, LOSSES, MODES, loss_fn, unsupported
-from segbench.sweep import scene_for
+from segbench.losses import oracle, plugins
+from segbench.losses.registry import FORMULATIONS, LOSSES, MODES, loss_fn, unsupported
+from segbench.measurement.sweep import scene_for
 
 
 def typical(grad: np.ndarray) -> float:

@@ -12,7 +12,8 @@ import sys
 
 import pandas as pd
 
-from segbench import compare, results, stats
+from segbench import results
+from segbench.verdicts import compare, stats
 
 
 def main(paths: list[str]) -> None:

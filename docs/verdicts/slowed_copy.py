@@ -64,7 +64,7 @@ def main() -> None:
         target = args.out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
-    registry = args.out / "segbench" / "registry.py"
+    registry = args.out / "segbench" / "losses" / "registry.py"
     registry.write_text(
         registry.read_text()
         + PATCH.format(

@@ -13,9 +13,9 @@ import math
 
 import pytest
 
-from segbench import oracle
 from segbench._constants import tolerance
-from segbench.sweep import TimerBudget, get_profile
+from segbench.losses import oracle
+from segbench.measurement.sweep import TimerBudget, get_profile
 
 WARMUP_ROUNDS = 5
 
@@ -23,7 +23,7 @@ WARMUP_ROUNDS = 5
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
         timing = not metafunc.config.getoption("benchmark_disable")
-        from segbench import plugins
+        from segbench.losses import plugins
 
         plugins.load_all()  # $SEGBENCH_PLUGINS and installed packages' losses
         profile = get_profile(None if timing else "tiny")
@@ -44,7 +44,7 @@ def calls_per_round(prepared, budget: TimerBudget) -> int:
 
 @pytest.mark.bench
 def test_loss(benchmark, case, profile):
-    from segbench.registry import MODES, process_keras_backend, uses_keras
+    from segbench.losses.registry import MODES, process_keras_backend, uses_keras
 
     backend = MODES[case.mode].backend
     pytest.importorskip(backend)
