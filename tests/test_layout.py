@@ -108,6 +108,33 @@ def test_losses_import_nothing_from_later_folders():
             assert {t for t in targets if t.startswith("segbench.measurement")} <= {"segbench.measurement.backends"}
 
 
+def _folder(module: str) -> int | None:
+    parts = module.split(".")
+    return FOLDERS.index(parts[1]) if len(parts) > 2 and parts[1] in FOLDERS else None
+
+
+def later_imports(graph: dict[str, set[str]], commands: set[str]) -> list[str]:
+    """Imports of a later folder by a module that is not a command (the ends of the flow, which
+    measure, decide and print, may use presentation and cli)."""
+    found = []
+    for name, targets in graph.items():
+        here = _folder(name)
+        if here is None or name in commands or name == "segbench.losses.plugins":
+            continue
+        found += [f"{name} -> {t}" for t in sorted(targets) if (_folder(t) or 0) > here]
+    return found
+
+
+def test_only_the_commands_import_from_later_folders():
+    """The tables a command prints live in presentation/; the rest of the flow never reaches forward."""
+    from segbench.cli.parser import COMMAND_MODULES
+
+    commands = {*COMMAND_MODULES, "segbench.verdicts.pytest_plugin"}
+    assert later_imports(import_graph(), commands) == []
+    tangled = {**import_graph(), "segbench.verdicts.stats": {"segbench.presentation.tables"}}
+    assert later_imports(tangled, commands) == ["segbench.verdicts.stats -> segbench.presentation.tables"]
+
+
 @pytest.mark.parametrize("flat", sorted(FLAT_MODULES))
 def test_each_earlier_flat_name_is_the_same_module(flat):
     old = importlib.import_module(f"segbench.{flat}")

@@ -561,14 +561,14 @@ def _command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return stop.exit_code
+    from segbench.presentation import run_tables
     from segbench.results import storage as results
-    from segbench.verdicts import compare
 
     frame = results.load(out_dir)
     if args.format == "terminal" and not args.columns:
-        print(compare.brief(frame))
+        print(run_tables.brief(frame))
     else:
-        print(compare.summary(frame, fmt=args.format, columns=args.columns))
+        print(run_tables.summary(frame, fmt=args.format, columns=args.columns))
     print(f"\nSaved {len(frame)} cells (cells.jsonl, results.parquet, results.csv, run.json) to {out_dir}/")
     return 0
 

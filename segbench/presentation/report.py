@@ -34,7 +34,7 @@ import pandas as pd
 
 from segbench.cli import options
 from segbench.measurement import environment
-from segbench.presentation import tables
+from segbench.presentation import run_tables, tables
 from segbench.verdicts import compare, stats
 
 COLORS = {"numpy": "tab:green", "eager": "tab:blue", "function": "tab:orange", "xla": "tab:red"}
@@ -523,19 +523,19 @@ def write_report(
     if notes:
         sections.insert(0, "<pre class=warn>" + html.escape("\n".join(notes)) + "</pre>")
     for pass_ in ("forward", "forward+backward"):
-        table = compare.speedup_table(frame, pass_)
+        table = run_tables.speedup_table(frame, pass_)
         if len(table):
             sections.append(f"<h2>{html.escape(pass_)}: speedup over eager, best mode</h2>" + _html(table))
-    first = compare.compile_table(frame)
+    first = run_tables.compile_table(frame)
     if len(first):
         sections.append(
             "<h2>first call (trace + compile) and calls until compiling paid off against eager</h2>"
-            + _html(compare.readable_compile_table(first))
+            + _html(run_tables.readable_compile_table(first))
         )
-    ceilings = compare.ceiling_table(frame)
+    ceilings = run_tables.ceiling_table(frame)
     if len(ceilings):
         sections.append("<h2>read ceiling: the fastest read of both inputs found</h2>" + _html(ceilings))
-    failed = compare.failures(frame)
+    failed = run_tables.failures(frame)
     if len(failed):
         sections.append(f"<h2>cells that did not run ({len(failed)})</h2>" + _html(failed))
     sections.append("<h2>environment</h2>" + _html(environment_table(frame)))

@@ -8,6 +8,7 @@ how to get them back: ``--columns`` picks the columns, ``--format csv`` prints t
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Sequence
 
@@ -121,3 +122,47 @@ def wrap(text: str, width: int | None = None, *, indent: str = "") -> str:
             text, width or terminal_width(), subsequent_indent=indent, break_on_hyphens=False, break_long_words=False
         )
     )
+
+
+def cell_label(row: pd.Series | dict) -> str:
+    """A short name for a cell that a person reads at a glance."""
+    return (
+        f"{row['loss']}/{row['formulation']}/{row['mode']}/{row['pass']}/"
+        f"b{row['batch']}/{row['height']}x{row['width']}/c{row['classes']}/{row['dtype']}"
+    )
+
+
+def short_cell_label(row: pd.Series | dict) -> str:
+    """A cell's name within 50 columns: ce/blocked/xla/f+b b16 512x512 (classes, dtype left out)."""
+    return f"{short_loss(row['loss'])}/{row['formulation']}/{row['mode']}/{SHORT_PASS[row['pass']]} " + shape_label(
+        row["batch"], row["height"], row["width"]
+    )
+
+
+def compact_cell_label(row: pd.Series | dict) -> str:
+    """A cell's name for a narrow terminal: missing_annotation_ce/ref/fn/f+b b1 64x64."""
+    return (
+        f"{short_loss(row['loss'])}/{row['formulation'][:3]}/{SHORT_MODE.get(row['mode'], row['mode'])}/"
+        f"{SHORT_PASS[row['pass']]} " + shape_label(row["batch"], row["height"], row["width"])
+    )
+
+
+SHORT_MODE = {"function": "fn"}
+
+
+def human_time(seconds: float) -> str:
+    """A time in the unit that suits it: 85 µs, 8.7 ms, 1.2 s."""
+    if seconds is None or pd.isna(seconds):
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def human_calls(calls: float) -> str:
+    """A break-even call count as a person reads it: an integer, or never."""
+    if calls is None or pd.isna(calls):
+        return "-"
+    return "never" if math.isinf(calls) else f"{int(calls):d}"

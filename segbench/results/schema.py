@@ -147,3 +147,12 @@ def _check_version(frame: pd.DataFrame, origin: str) -> None:
             raise ValueError(
                 f"{origin} has schema version {newest}; this segbench reads up to {SCHEMA_VERSION}: upgrade segbench"
             )
+
+
+def latest_successful(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cells that ran (status ok), each once (the latest where tables of several runs were
+    concatenated), with a ``resolution`` column (HxW) for tables that show shapes."""
+    ok = frame[frame["status"] == "ok"].copy()
+    ok["resolution"] = ok["height"].astype(str) + "x" + ok["width"].astype(str)
+    # Several runs of a cell (concatenated tables): the latest counts.
+    return ok.sort_values("finished_at", na_position="first").drop_duplicates(KEY_COLUMNS, keep="last")

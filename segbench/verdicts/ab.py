@@ -68,7 +68,7 @@ from segbench.measurement.worker import (
     backend_env,
     stop_on_signals,
 )
-from segbench.presentation import tables
+from segbench.presentation import run_tables, tables, verdict_tables
 from segbench.presentation.progress import Progress
 from segbench.results.storage import ResultWriter, atomic_write_text
 from segbench.verdicts import compare, stats
@@ -564,12 +564,14 @@ def _command(args: argparse.Namespace) -> int:
         return stop.exit_code
     from segbench.results import storage as results
 
-    failed = compare.failures(results.load(out / "A"))
+    failed = run_tables.failures(results.load(out / "A"))
     if table.empty and len(failed):
         raise ValueError(
             f"no cell ran on both sides ({len(failed)} did not run; results in {out}), e.g. {failed['error'].iloc[0]}"
         )
-    status = compare.print_verdicts(table, args.format, args.threshold, args.alpha, args.columns, show_all=args.all)
+    status = verdict_tables.print_verdicts(
+        table, args.format, args.threshold, args.alpha, args.columns, show_all=args.all
+    )
     if len(failed):  # not compared: say so, with the first reason (its side named in the error)
         print(
             tables.wrap(f"{len(failed)} cell(s) did not run and were not compared, e.g. {failed['error'].iloc[0]}"),

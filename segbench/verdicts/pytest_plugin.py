@@ -69,6 +69,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     baseline = config.getoption("segbench_compare", None)
     if not baseline:
         return
+    from segbench.presentation import verdict_tables
     from segbench.results import importers
     from segbench.verdicts import compare, stats
 
@@ -95,7 +96,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 out.write("segbench: the baseline and this session have no cell in common\n")
             else:
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                    failed = compare.print_verdicts(table, "terminal", threshold, alpha) == 1
+                    failed = verdict_tables.print_verdicts(table, "terminal", threshold, alpha) == 1
     except compare.DifferentMachinesError as error:
         out.write("\n".join([f"segbench: {error.message}", *error.lines]) + "\n")
         out.write("segbench: no verdict; pass --segbench-across-machines to compare anyway\n")

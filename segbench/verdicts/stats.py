@@ -39,6 +39,12 @@ CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 MIN_SAMPLES = 3  # fewer per side and no test can say anything: beyond the threshold is inconclusive
 
+# Why a cell is inconclusive (segbench.verdicts.compare names one per cell; the advice counts them).
+UNDER_THE_FLOOR = "within the noise floor"
+BEYOND_THE_BAND = "interval reaches beyond the band"
+NOT_RESOLVED = "change not resolved by the test"
+NO_INTERVAL = "too few samples for an interval"
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -1,76 +1,15 @@
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cell_rows import rows
 
 from segbench import results
 from segbench.cli.parser import main
-from segbench.verdicts import compare
-from segbench.verdicts.compare import break_even_calls, compare_runs, compile_table, speedup_table, summary
-
-
-def rows(times: dict[str, float], iqr: float = 0.0, run_id: str = "a", compile_s: dict | None = None):
-    base = {
-        "loss": "categorical_crossentropy",
-        "formulation": "reference",
-        "pass": "forward",
-        "batch": 8,
-        "height": 64,
-        "width": 64,
-        "classes": 4,
-        "dtype": "float32",
-        "status": "ok",
-        "run_id": run_id,
-        "device_name": "test CPU",
-    }
-    compile_s = compile_s or {}
-    return results.conform(
-        pd.DataFrame(
-            [
-                {
-                    **base,
-                    "mode": m,
-                    "median_s": t,
-                    "iqr_s": iqr,
-                    "compile_s": compile_s.get(m, t),
-                    "roofline_fraction": 0.5,
-                }
-                for m, t in times.items()
-            ]
-        )
-    )
-
-
-def test_speedup_over_eager_and_best_mode():
-    frame = rows({"numpy": 4e-3, "eager": 2e-3, "function": 1e-3, "xla": 0.5e-3})
-    table = speedup_table(frame, "forward")
-    row = table.iloc[0]
-    assert row["eager ms"] == pytest.approx(2.0)
-    assert row["xla x"] == pytest.approx(4.0)
-    assert row["function x"] == pytest.approx(2.0)
-    assert row["numpy x"] == pytest.approx(0.5)
-    assert row["xla /numpy x"] == pytest.approx(8.0)
-    assert row["best"] == "xla" and row["best ms"] == pytest.approx(0.5)
-    assert row["% ceiling"] == pytest.approx(50.0)
-
-
-def test_break_even_calls():
-    # XLA: 1 s first call, then 1 ms; eager: 0.1 s first call, then 2 ms. 0.9 s / 1 ms = 900 calls.
-    assert break_even_calls(1.0, 0.1, 1e-3, 2e-3) == 901
-    assert break_even_calls(1.0, 0.1, 3e-3, 2e-3) == math.inf  # never catches up
-    assert break_even_calls(0.05, 0.1, 3e-3, 2e-3) == 1  # never behind
-    frame = rows({"eager": 2e-3, "xla": 1e-3}, compile_s={"eager": 0.1, "xla": 1.0})
-    assert compile_table(frame)["xla break-even calls"].iloc[0] == 901
-
-
-def test_summary_formats():
-    frame = rows({"numpy": 4e-3, "eager": 2e-3, "function": 1e-3, "xla": 0.5e-3})
-    assert "speedup over eager" in summary(frame)
-    assert "| categorical_crossentropy |" in summary(frame, "markdown")
-    assert summary(frame, "csv").splitlines()[0].startswith("pass,loss,formulation")
+from segbench.verdicts import compare, stats
+from segbench.verdicts.compare import compare_runs
 
 
 def samples(median: float, spread: float = 0.01, n: int = 15, seed: int = 0) -> str:
@@ -121,27 +60,6 @@ def test_compare_exit_status(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "missing.csv")]) == 2
 
 
-def test_a_partial_run_is_summarised_with_missing_modes():
-    frame = rows({"eager": 2e-3, "xla": 1e-3}, compile_s={"eager": 0.1, "xla": 1.0})
-    other_pass = rows({"eager": 2e-3}).assign(**{"pass": "forward+backward"})  # its xla never ran
-    failed = rows({"xla": 1e-3}).assign(**{"pass": "forward+backward", "status": "killed", "error": "signal"})
-    text = summary(results.conform(pd.concat([frame, other_pass, failed], ignore_index=True)))
-    assert "cells that did not run" in text and "killed" in text
-
-
-def test_formulations_side_by_side_at_the_largest_shape():
-    from segbench.verdicts.compare import formulation_table
-
-    ref = rows({"eager": 4e-3, "xla": 2e-3})
-    fused = rows({"eager": 2e-3, "xla": 0.5e-3}).assign(formulation="fused")
-    small = rows({"eager": 1e-3, "xla": 1e-3}).assign(batch=1)  # a smaller shape: left out
-    table = formulation_table(pd.concat([ref, fused, small]), "forward").set_index("mode")
-    assert table.loc["xla", "fused x reference"] == pytest.approx(4.0)
-    assert table.loc["eager", "reference ms"] == pytest.approx(4.0)
-    assert table.loc["xla", "fused % ceiling"] == pytest.approx(50.0)
-    assert "batch 8, 64x64, C=4" in table.attrs["shape"]
-
-
 def many_cells(shift: dict[int, float], spread: float = 0.03, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Twelve eager cells (batches 1..12) in two runs with visits; ``shift`` slows some cells in NEW."""
     rng = np.random.default_rng(seed)
@@ -185,13 +103,6 @@ def test_one_clearly_slower_cell_stands_out():
     old, new = many_cells({5: 1.25}, spread=0.01)
     table = compare_runs(old, new).set_index("batch")
     assert table.loc[5, "verdict"] == "slower" and (table.drop(index=5)["verdict"] != "slower").all()
-
-
-def test_people_read_times_in_their_unit_and_calls_as_integers():
-    from segbench.verdicts.compare import human_calls, human_time
-
-    assert [human_time(t) for t in (85e-6, 8.72e-3, 1.234)] == ["85 µs", "8.72 ms", "1.23 s"]
-    assert [human_calls(c) for c in (20000.0, math.inf, 1.0)] == ["20000", "never", "1"]
 
 
 def grid_runs(
@@ -283,18 +194,11 @@ def test_without_a_slower_cell_the_output_fits_15_lines(columns, monkeypatch, ca
     assert rule <= 3 and "inconclusive" in lines[rule + 1]  # the table right under it
 
 
-def test_a_percentage_a_person_reads_at_once():
-    assert compare.change_text(1.14, 1.11, 1.16) == "+14 % (11-16 %)"
-    assert compare.change_text(0.88, 0.85, 0.91) == "-12 % (-15 to -9 %)"
-    assert compare.change_text(1.09, 0.79, 1.51) == "+9 % (-21 to +51 %)"
-    assert compare.percent(1.004) == "+0.4 %"
-
-
 def test_no_change_only_where_the_interval_shows_it():
     old, new = grid_runs(noisy=(("function", "forward", 1), ("xla", "forward+backward", 8)))
     table = compare_runs(old, new).set_index(["mode", "pass", "batch"])
     noisy = table.loc[("function", "forward", 1)]
-    assert noisy["verdict"] == "inconclusive" and noisy["reason"] in (compare.BEYOND_THE_BAND, compare.NOT_RESOLVED)
+    assert noisy["verdict"] == "inconclusive" and noisy["reason"] in (stats.BEYOND_THE_BAND, stats.NOT_RESOLVED)
     calm = table.drop(index=[("function", "forward", 1), ("xla", "forward+backward", 8)])
     assert (calm["verdict"] == "no change").all()
     assert ((calm["ratio_low"] >= 1 / 1.1) & (calm["ratio_high"] <= 1.1)).all()
