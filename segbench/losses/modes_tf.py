@@ -10,7 +10,7 @@ from segbench._constants import compute_dtype
 
 # segbench builds a fresh tf.function per cell on purpose; TensorFlow's "excessive retracing"
 # warning counts those as retraces of one function and would only mislead. Tracing per shape is
-# tested (tests/test_registry.py).
+# tested (tests/losses/test_registry.py).
 tf.get_logger().setLevel("ERROR")
 
 

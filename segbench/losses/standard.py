@@ -21,7 +21,7 @@ Definitions (each per image n, over its pixels and classes; eps = 1e-7, Keras' `
 
 Each has a numpy reference and its analytic gradient (together the float64 oracle, independent of
 the TensorFlow code: a ``tf.stop_gradient`` slipped into the TensorFlow function fails ``segbench
-check``) and a TensorFlow implementation written here; ``tests/test_standard.py`` checks both
+check``) and a TensorFlow implementation written here; ``tests/losses/test_standard.py`` checks both
 against Keras where the definitions coincide, and the gradients against finite differences.
 The gradients, per image (soft Dice, Tversky) or per pixel (the cross-entropies), with
 ``[.]`` the clip's pass-through (1 where eps <= q <= 1 - eps, as ``tf.clip_by_value``):

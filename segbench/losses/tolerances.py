@@ -41,7 +41,7 @@ pass at batch 16, 512x512, C=4 and C=32, float32, on this project's 2-core AMD E
 beside it); ``docs/tolerances.md`` shows the measured error of every row against its tolerance.
 They are set at about twice the largest error measured for their kind, since a second machine
 (another SIMD width, another thread count, another order of the blocks) rounds differently and we
-had only this one to measure on; ``tests/test_tolerances.py`` fails if any measured row is over its
+had only this one to measure on; ``tests/losses/test_tolerances.py`` fails if any measured row is over its
 tolerance or more than MAX_SLACK times under it (where the model can say so: see the docs).
 """
 
