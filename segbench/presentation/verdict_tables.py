@@ -200,9 +200,12 @@ def next_commands(table: pd.DataFrame, cells: pd.DataFrame, max_commands: int = 
     table's cells the commands select together."""
     runs = table.attrs.get("runs", {})
     old, new = runs.get("old", {}), runs.get("new", {})
-    refs = [
-        (side.get("commit") or placeholder)[:10] for side, placeholder in ((old, "OLD_COMMIT"), (new, "NEW_COMMIT"))
-    ]
+    refs = (
+        table.attrs.get("refs")
+        or [  # segbench ab names its sides as it was given them
+            (side.get("commit") or placeholder)[:10] for side, placeholder in ((old, "OLD_COMMIT"), (new, "NEW_COMMIT"))
+        ]
+    )
     profile = old.get("profile") if old.get("profile") == new.get("profile") else None
     base = ["segbench", "ab", *refs, *(["--profile", profile] if profile else [])]
     if old.get("source") == new.get("source") == "segbench ab" and old.get("visits"):
@@ -286,7 +289,7 @@ def inconclusive_advice(table: pd.DataFrame, threshold: float, width: int | None
     if commands and missing:
         note = f"({' and '.join(missing)} recorded no commit: give the ref or directory that was measured)"
         lines.append(tables.wrap(note, width))
-    if any(side.get("dirty") for side in runs.values()):
+    if any(side.get("dirty") for side in runs.values()) and not table.attrs.get("refs"):
         lines.append(tables.wrap("(a run had uncommitted changes: give WORKTREE or a directory for its side)", width))
     return [line for line in lines if line]
 

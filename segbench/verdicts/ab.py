@@ -487,6 +487,9 @@ def run_ab(
     table = compare.compare_runs(
         writers["A"].frame(), writers["B"].frame(), threshold, alpha, across_machines=across_machines, names=("A", "B")
     )
+    # What the next command names each side by: a commit's hash, else the user's words (WORKTREE,
+    # a directory): the working tree's HEAD is not what was measured on that side.
+    table.attrs["refs"] = [_commit_of(code.ref, repo)[:10] or code.ref for code in codes]
     atomic_write_text(out / "verdicts.csv", table.to_csv(index=False))
     return table
 

@@ -118,3 +118,21 @@ def test_the_column_total_adds_no_long_float32_chain_under_xla(elements):
     exact = float(np.sum(values, dtype=np.float64))
     got = float(tf.function(_column_total, jit_compile=True)(tf.constant(values)))
     assert abs(got - exact) / exact < 5e-7
+
+
+@pytest.mark.parametrize("loss", BUILTIN_CROSSENTROPIES)
+@pytest.mark.parametrize("mode", ["function", "xla"])
+def test_one_log_of_scores_at_the_clip_bound_stays_finite_and_exact(tf, loss, mode):
+    """Every pixel's true class predicted with probability 0: four scores at EPSILON multiply to
+    1e-28 (LOG_GROUP), still a normal float32, so the value is -log(EPSILON) as the oracle says;
+    a product that underflowed (or a group that mixed images) would give inf or another value."""
+    from segbench.losses import tf_impl
+
+    assert np.finfo(np.float32).tiny < tf_impl.EPSILON**tf_impl.LOG_GROUP
+    y_true = np.zeros((2, 64, 64, 4), np.float32)
+    y_true[..., 1] = 1.0  # every pixel: class 1, present in every image
+    y_pred = np.zeros_like(y_true)
+    y_pred[..., 2] = 1.0  # predicted: class 2, with certainty
+    got = float(segbench.loss_fn(loss, mode, formulation="blocked")(y_true, y_pred))
+    expected = oracle.loss_value(loss, y_true.astype(np.float64), y_pred.astype(np.float64))
+    assert np.isfinite(got) and got == pytest.approx(expected, rel=1e-6)

@@ -1,5 +1,7 @@
 """Verdicts as people read them: a change and its interval in percent."""
 
+import pandas as pd
+
 from segbench.presentation import verdict_tables
 
 
@@ -8,3 +10,23 @@ def test_a_percentage_a_person_reads_at_once():
     assert verdict_tables.change_text(0.88, 0.85, 0.91) == "-12 % (-15 to -9 %)"
     assert verdict_tables.change_text(1.09, 0.79, 1.51) == "+9 % (-21 to +51 %)"
     assert verdict_tables.percent(1.004) == "+0.4 %"
+
+
+def _inconclusive_cells(refs: list[str] | None) -> pd.DataFrame:
+    cell = {"loss": "marginal_crossentropy", "formulation": "blocked", "mode": "xla", "pass": "forward"}
+    cell |= {"batch": 16, "height": 512, "width": 512, "classes": 4, "dtype": "float32", "verdict": "inconclusive"}
+    table = pd.DataFrame([cell])
+    head = {"commit": "a26f0eaac9ffff", "dirty": False, "profile": "default", "source": "segbench ab", "visits": 5}
+    table.attrs["runs"] = {"old": head, "new": {**head, "dirty": True}}  # B: the working tree over HEAD
+    if refs:
+        table.attrs["refs"] = refs
+    return table
+
+
+def test_the_next_ab_command_names_each_side_as_it_was_measured():
+    table = _inconclusive_cells(["a26f0eaac9", "WORKTREE"])
+    [(command, count)] = verdict_tables.next_commands(table, table)
+    assert command.startswith("segbench ab a26f0eaac9 WORKTREE --profile default --visits 10") and count == 1
+    # Two separate runs record only their commits: the dirty one's HEAD is named, and a note says so.
+    [(command, _)] = verdict_tables.next_commands(_inconclusive_cells(None), _inconclusive_cells(None))
+    assert command.startswith("segbench ab a26f0eaac9 a26f0eaac9")
