@@ -112,7 +112,7 @@ KNOWN_CARDS: tuple[tuple[str, str, float | None], ...] = (
     (r"V100", "V100", 900.0),
     (r"\bT4\b", "T4", 320.0),
 )
-CEILING_SLACK = 1.05  # as segbench.verdicts.compare: above 105 % of the ceiling, the ceiling is wrong
+CEILING_SLACK = 1.05  # as segbench.presentation.run_tables: above 105 % of the ceiling, the ceiling is wrong
 
 
 def published_bandwidth(device_name: str | None) -> tuple[str, float] | None:

@@ -286,7 +286,7 @@ def inconclusive_advice(table: pd.DataFrame, threshold: float, width: int | None
     missing = [
         name for name, side in (("OLD", runs.get("old", {})), ("NEW", runs.get("new", {}))) if not side.get("commit")
     ]
-    if commands and missing:
+    if commands and missing and not table.attrs.get("refs"):
         note = f"({' and '.join(missing)} recorded no commit: give the ref or directory that was measured)"
         lines.append(tables.wrap(note, width))
     if any(side.get("dirty") for side in runs.values()) and not table.attrs.get("refs"):

@@ -94,6 +94,13 @@ class CodeUnderTest:
     commit: str | None
     plugins: tuple[str, ...] = ()  # this side's --plugin files (in its checkout) and modules
     installed: bool = False  # no segbench in root: the installed segbench measures the side's plugins
+    from_commit: bool = False  # a temporary worktree of ``commit`` (not WORKTREE, not a directory)
+
+    @property
+    def again(self) -> str:
+        """How a later command names this side: the commit that was measured (HEAD may have moved
+        since), else what the user gave (WORKTREE, a directory)."""
+        return self.commit[:10] if self.from_commit and self.commit else self.ref
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -164,9 +171,9 @@ def checkout(ref: str, label: str, repo: Path, scratch: Path, plugins: tuple[str
     top = _toplevel(repo) if plugins else None
     where = "segbench/__init__.py" + (" (nor are you in a git repository)" if plugins and top is None else "")
 
-    def code(root: Path, commit: str | None, plugin_top: Path | None) -> CodeUnderTest:
+    def code(root: Path, commit: str | None, plugin_top: Path | None, from_commit: bool = False) -> CodeUnderTest:
         mine = side_plugins(plugins, label, ref, root, plugin_top)
-        return CodeUnderTest(label, ref, root, commit, mine, installed=not _has_segbench(root))
+        return CodeUnderTest(label, ref, root, commit, mine, not _has_segbench(root), from_commit)
 
     if ref == WORKTREE:
         top = _toplevel(repo)
@@ -211,7 +218,7 @@ def checkout(ref: str, label: str, repo: Path, scratch: Path, plugins: tuple[str
                 f"{label} ({ref}) has no segbench package to measure; to measure your own loss in your "
                 "repository, give the file that registers it: --plugin my_loss.py"
             )
-        yield code(tree, commit, top)
+        yield code(tree, commit, top, from_commit=True)
     finally:
         with contextlib.suppress(ValueError):
             _git("worktree", "remove", "--force", str(tree), cwd=repo)
@@ -487,9 +494,7 @@ def run_ab(
     table = compare.compare_runs(
         writers["A"].frame(), writers["B"].frame(), threshold, alpha, across_machines=across_machines, names=("A", "B")
     )
-    # What the next command names each side by: a commit's hash, else the user's words (WORKTREE,
-    # a directory): the working tree's HEAD is not what was measured on that side.
-    table.attrs["refs"] = [_commit_of(code.ref, repo)[:10] or code.ref for code in codes]
+    table.attrs["refs"] = [code.again for code in codes]  # not the working tree's HEAD for WORKTREE
     atomic_write_text(out / "verdicts.csv", table.to_csv(index=False))
     return table
 

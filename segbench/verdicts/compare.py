@@ -29,6 +29,7 @@ come from different machines or software versions, so no verdict was given (see 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -402,3 +403,56 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--baseline", default="eager", metavar="MODE", help="one run: speedups over this mode (default eager; e.g. xla)"
     )
     parser.set_defaults(handler=_command)
+
+
+# Names that lived here before the tables moved to segbench.presentation (code written against
+# segbench.compare keeps working; new code imports them from where they are now).
+_MOVED = {
+    **dict.fromkeys(
+        (
+            "CEILING_SLACK",
+            "DROP_FIRST",
+            "SHAPE_COLUMNS",
+            "break_even_calls",
+            "brief",
+            "ceiling_table",
+            "ceiling_warning",
+            "compile_table",
+            "failures",
+            "readable_compile_table",
+            "speedup_table",
+        ),
+        "segbench.presentation.run_tables",
+    ),
+    **dict.fromkeys(
+        ("SHORT_MODE", "compact_cell_label", "human_calls", "human_time", "short_cell_label"),
+        "segbench.presentation.tables",
+    ),
+    **dict.fromkeys(("BEYOND_THE_BAND", "NOT_RESOLVED", "NO_INTERVAL", "UNDER_THE_FLOOR"), "segbench.verdicts.stats"),
+    **dict.fromkeys(
+        (
+            "CHANGE",
+            "DISPLAY_ORDER",
+            "INCONCLUSIVE_ADVICE_SHARE",
+            "LINES_WITHOUT_SLOWER",
+            "MIN_ROWS",
+            "OPTION",
+            "by_verdict",
+            "change_text",
+            "inconclusive_advice",
+            "next_commands",
+            "percent",
+            "verdict_counts",
+            "verdict_line",
+            "verdict_table",
+            "widest_line",
+        ),
+        "segbench.presentation.verdict_tables",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -125,7 +125,7 @@ def test_the_column_total_adds_no_long_float32_chain_under_xla(elements):
 def test_one_log_of_scores_at_the_clip_bound_stays_finite_and_exact(tf, loss, mode):
     """Every pixel's true class predicted with probability 0: four scores at EPSILON multiply to
     1e-28 (LOG_GROUP), still a normal float32, so the value is -log(EPSILON) as the oracle says;
-    a product that underflowed (or a group that mixed images) would give inf or another value."""
+    a product that underflowed to 0 would give inf."""
     from segbench.losses import tf_impl
 
     assert np.finfo(np.float32).tiny < tf_impl.EPSILON**tf_impl.LOG_GROUP

@@ -27,6 +27,10 @@ def test_the_next_ab_command_names_each_side_as_it_was_measured():
     table = _inconclusive_cells(["a26f0eaac9", "WORKTREE"])
     [(command, count)] = verdict_tables.next_commands(table, table)
     assert command.startswith("segbench ab a26f0eaac9 WORKTREE --profile default --visits 10") and count == 1
+    advice = "\n".join(verdict_tables.inconclusive_advice(table, 0.1, width=200))
+    assert "segbench ab a26f0eaac9 WORKTREE" in advice and "uncommitted changes" not in advice
     # Two separate runs record only their commits: the dirty one's HEAD is named, and a note says so.
-    [(command, _)] = verdict_tables.next_commands(_inconclusive_cells(None), _inconclusive_cells(None))
+    separate = _inconclusive_cells(None)
+    [(command, _)] = verdict_tables.next_commands(separate, separate)
     assert command.startswith("segbench ab a26f0eaac9 a26f0eaac9")
+    assert "give WORKTREE or a directory" in "\n".join(verdict_tables.inconclusive_advice(separate, 0.1, width=200))

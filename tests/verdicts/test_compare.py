@@ -246,3 +246,14 @@ def test_many_inconclusive_cells_say_why_and_the_command_that_measures_them(tmp_
     # few inconclusive cells (under 5 %): nothing to explain
     old, new = grid_runs()
     assert "why" not in run_compare(tmp_path, capsys, old, new)[1]
+
+
+def test_names_that_moved_to_presentation_still_resolve_here():
+    """Code written against segbench.compare (the flat name) keeps working after the split."""
+    import importlib
+
+    assert compare.brief is importlib.import_module("segbench.presentation.run_tables").brief
+    for name, module in compare._MOVED.items():
+        assert getattr(compare, name) is getattr(importlib.import_module(module), name), name
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        compare.no_such_name  # noqa: B018
