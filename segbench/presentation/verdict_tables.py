@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -207,7 +208,8 @@ def next_commands(table: pd.DataFrame, cells: pd.DataFrame, max_commands: int = 
         ]
     )
     profile = old.get("profile") if old.get("profile") == new.get("profile") else None
-    base = ["segbench", "ab", *refs, *(["--profile", profile] if profile else [])]
+    # quoted for a shell: a side given as a directory may hold a space
+    base = ["segbench", "ab", *map(shlex.quote, refs), *(["--profile", profile] if profile else [])]
     if old.get("source") == new.get("source") == "segbench ab" and old.get("visits"):
         base += ["--visits", str(2 * old["visits"])]  # interleaved already: more builds a side
     grid = _profile_grid(profile)
@@ -263,7 +265,7 @@ def inconclusive_advice(table: pd.DataFrame, threshold: float, width: int | None
     if "noise_floor" in table and table["noise_floor"].notna().any():
         floors = table.groupby("mode")["noise_floor"].first().dropna()
         worst = floors.idxmax()
-        parts.append(f"the runs drifted apart by up to {100 * (floors[worst] - 1):.0f} % ({worst})")
+        parts.append(f"a change must pass a noise floor of up to {100 * (floors[worst] - 1):.0f} % ({worst})")
     loads = [side["load"] for side in runs.values() if side.get("load")]
     cpus = next((side["cpus"] for side in runs.values() if side.get("cpus")), None)
     if loads:

@@ -7,8 +7,9 @@ times and the break-even number of calls after which a compiled mode has paid fo
 Two runs (OLD NEW): each cell present in both gets a verdict from its raw samples: slower, faster,
 no change (its interval inside the threshold band) or inconclusive (a statistical test *and* the
 threshold; see segbench.verdicts.stats), with the change NEW/OLD - 1 in percent and its interval; a change
-must also exceed the noise floor of the comparison (three robust standard deviations of the
-log-ratios of its mode's cells); for two commits measured in alternation on one machine, see
+must also exceed the noise floor of the comparison (five robust standard deviations of the
+log-ratios of its mode's cells for separate runs, three for the two sides of one ``segbench ab``);
+for two commits measured in alternation on one machine, see
 ``segbench ab``. The counts come first, then the slower cells, the faster, the inconclusive; the
 cells with no change are counted (``--all`` lists them; ``--format csv`` or ``markdown`` list every
 cell). When more than 5 % are inconclusive, why, and the ``segbench ab`` command for just those.
@@ -198,7 +199,8 @@ def compare_runs(
             }
         )
     table = pd.DataFrame(records, columns=[*KEY_COLUMNS, *VERDICT_COLUMNS])
-    table = _hold_to_the_noise_floor(table)
+    sigmas = NOISE_FLOOR_SIGMAS if interleaved(old, new) else SEPARATE_RUNS_NOISE_FLOOR_SIGMAS
+    table = _hold_to_the_noise_floor(table, sigmas)
     table["reason"] = _reasons(table, threshold)
     table = table.drop(columns="held_by_floor")
     table = table.sort_values("ratio", ascending=False).reset_index(drop=True)
@@ -274,17 +276,39 @@ def _run_context(frame: pd.DataFrame) -> dict:
 
 
 NOISE_FLOOR_SIGMAS = 3.0
+"""The floor of two runs measured interleaved (``segbench ab``): they share the machine's drift."""
+SEPARATE_RUNS_NOISE_FLOOR_SIGMAS = 5.0
+"""The floor of two separate runs. Their cells' log-ratios have heavier tails than a normal
+distribution: 21 A/A pairs of quick runs on a quiet 2-core AMD EPYC Zen 5 (8 runs in a row,
+docs/statistics.md) flagged 15 cells in 8 pairs at 3 robust sd, 3 in 2 pairs at 4, none at 4.5 or
+5; the runs that sat next to each other in time agreed at 3, the ones minutes apart did not."""
 MIN_CELLS_FOR_A_FLOOR = 8
 
 
-def _hold_to_the_noise_floor(table: pd.DataFrame) -> pd.DataFrame:
+def interleaved(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+    """Whether the two runs were measured in alternation: both written by ``segbench ab``, their
+    measuring times overlapping (two sides of one ``ab``, not two ``ab`` runs of different days)."""
+    spans = []
+    for frame in (old, new):
+        if "source" not in frame or set(frame["source"].dropna().astype(str)) != {"segbench ab"}:
+            return False
+        start = pd.to_datetime(frame.get("started_at"), errors="coerce", utc=True)
+        end = pd.to_datetime(frame.get("finished_at"), errors="coerce", utc=True)
+        if start is None or end is None or start.isna().all() or end.isna().all():
+            return False
+        spans.append((start.min(), end.max()))
+    (a_start, a_end), (b_start, b_end) = spans
+    return bool(a_start <= b_end and b_start <= a_end)
+
+
+def _hold_to_the_noise_floor(table: pd.DataFrame, sigmas: float = NOISE_FLOOR_SIGMAS) -> pd.DataFrame:
     """A slower or faster cell must also stand out from how much every cell of its mode moved.
 
     Two runs differ in every cell a little (the machine drifts between them); the spread of the
     cells' log-ratios within a mode, as a robust standard deviation (1.4826 x the median absolute
-    deviation around their median), measures that. A change under three of them is
-    ``inconclusive``. A change of the code that moves every cell of a mode alike moves their
-    median, not their spread, so it is still found.
+    deviation around their median), measures that. A change under ``sigmas`` of them (3 for runs
+    measured interleaved, 5 for separate runs) is ``inconclusive``. A change of the code that moves
+    every cell of a mode alike moves their median, not their spread, so it is still found.
     """
     table = table.copy()
     log_ratio = np.log(table["ratio"])
@@ -294,8 +318,8 @@ def _hold_to_the_noise_floor(table: pd.DataFrame) -> pd.DataFrame:
             spread[cells.index] = 1.4826 * (cells - cells.median()).abs().median()
     if len(log_ratio) >= MIN_CELLS_FOR_A_FLOOR:  # modes with too few cells: the whole run's spread
         spread = spread.fillna(1.4826 * (log_ratio - log_ratio.median()).abs().median())
-    table["noise_floor"] = np.exp(NOISE_FLOOR_SIGMAS * spread)
-    within = log_ratio.abs() < NOISE_FLOOR_SIGMAS * spread
+    table["noise_floor"] = np.exp(sigmas * spread)
+    within = log_ratio.abs() < sigmas * spread
     flagged = table["verdict"].isin([stats.SLOWER, stats.FASTER])
     table.loc[flagged & within, "verdict"] = stats.INCONCLUSIVE
     table["held_by_floor"] = flagged & within

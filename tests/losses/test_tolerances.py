@@ -33,20 +33,35 @@ def measured() -> pd.DataFrame:
     return table[table["reduction"] == "mean"].reset_index(drop=True)
 
 
+def running_sums() -> dict[tuple, int]:
+    """(shape, loss, formulation, pass, reduction) -> the longest float32 running sum of its XLA
+    code, read from the optimized HLO (docs/tolerances/xla_running_sums.py)."""
+    table = pd.read_csv(DOCS / "xla_running_sums.csv").dropna(subset=["running"])
+    keys = ["shape", "loss", "formulation", "pass", "reduction"]
+    return {tuple(row[k] for k in keys): int(row["running"]) for _, row in table.iterrows()}
+
+
+RUNNING = running_sums()
+
+
 def scores(table: pd.DataFrame) -> pd.DataFrame:
-    """Each row's value and gradient error in tolerances (<= 1 is within)."""
+    """Each row's value and gradient error in tolerances (<= 1 is within); an XLA row's sum is held
+    to the longest running sum of its compiled code, as segbench check holds it."""
     out = []
     for _, row in table.iterrows():
         n, h, w, c = map(int, row["shape"].split("x"))
         user = LOSSES[row["loss"]].user is not None
         terms = n * h * w * (c if user else 1)
-        tol = tolerances.value_tolerance("float32", terms, row["mode"], row["loss"])
+        running = RUNNING.get(tuple(row[k] for k in ("shape", "loss", "formulation", "pass", "reduction")))
+        tol = tolerances.value_tolerance(
+            "float32", terms, row["mode"], row["loss"], formulation=row["formulation"], running=running
+        )
         oracle = abs(row["oracle"]) if "oracle" in row and pd.notna(row.get("oracle")) else 1.0
         allowed = tol["rtol"] + tol["atol"] / oracle
         out.append({**row, "quantity": "value", "score": row["value_rel"] / allowed})
         if pd.notna(row.get("grad_rel")):
             per_entry = h * w * c if user and row["loss"] in ("soft_dice", "tversky") else c
-            rtol = tolerances.gradient_rtol("float32", per_entry, row["mode"], row["loss"])
+            rtol = tolerances.gradient_rtol("float32", per_entry, row["mode"], row["loss"], row["formulation"])
             out.append({**row, "quantity": "gradient", "score": row["grad_rel"] / rtol})
     return pd.DataFrame(out)
 
@@ -65,7 +80,7 @@ def test_the_blocked_formulations_xla_total_is_remeasured_within_its_tolerance(s
     # categorical_crossentropy/blocked/xla at C=32 was 5.9e-4 off (1.6 tolerances) before the fix
     rows = scored[(scored["formulation"] == "blocked") & (scored["mode"] == "xla") & (scored["quantity"] == "value")]
     assert set(rows["shape"]) == {"16x512x512x4", "16x512x512x32"}
-    assert (rows["value_rel"] < 2e-5).all() and (rows["score"] < 0.1).all()
+    assert (rows["value_rel"] < 2e-5).all() and (rows["score"] < 0.5).all()  # held to the HLO's running sums
 
 
 def test_no_tree_summed_row_is_more_than_max_slack_under_its_tolerance(scored):
@@ -107,3 +122,37 @@ def test_the_gradient_floor_is_the_typical_entry_not_the_largest():
     off = expected.copy()
     off[0] += 10 * rtol * 2.5e-9  # ten tolerances at a typical entry
     assert tolerances.gradient_score(off, expected, rtol) > 5
+
+
+# XLA rows still more than MAX_SLACK under their tolerance with the running sums read from the HLO
+# (docs/tolerances.md lists them): their errors are 0.4 to 1.8 u, the size of the terms' own
+# rounding, while the running sum's random walk over 16384 to 524288 terms allows hundreds of u.
+XLA_FAR_UNDER = {
+    ("16x512x512x4", "marginal_crossentropy", "reference"),
+    ("16x512x512x4", "marginal_crossentropy", "blocked"),
+    ("16x512x512x4", "missing_annotation_crossentropy", "blocked"),
+    ("16x512x512x32", "missing_annotation_crossentropy", "blocked"),
+    ("16x512x512x32", "categorical_crossentropy", "reference"),
+    ("16x512x512x32", "marginal_crossentropy", "blocked"),
+}
+
+
+def test_xla_rows_far_under_their_running_sum_tolerance_are_the_listed_ones(scored):
+    # Without the HLO's running sums 11 XLA cells were over 100x under (393x to 14,652x); a model
+    # loosened again (every term one running sum, a constant x100) adds rows here and fails.
+    u = tolerances.unit_roundoff("float32")
+    xla = scored[(scored["mode"] == "xla") & (scored["quantity"] == "value")]
+    xla = xla[xla["value_rel"] >= tolerances.LUCKY_ULPS * u]
+    far = {tuple(r) for r in xla[xla["score"] < 1 / tolerances.MAX_SLACK][["shape", "loss", "formulation"]].values}
+    assert far == XLA_FAR_UNDER
+
+
+def test_every_measured_xla_cell_has_its_running_sum():
+    xla = measured()
+    xla = xla[xla["mode"] == "xla"]
+    missing = [
+        key
+        for key in map(tuple, xla[["shape", "loss", "formulation", "pass", "reduction"]].values)
+        if key not in RUNNING
+    ]
+    assert not missing

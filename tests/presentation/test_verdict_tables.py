@@ -34,3 +34,11 @@ def test_the_next_ab_command_names_each_side_as_it_was_measured():
     [(command, _)] = verdict_tables.next_commands(separate, separate)
     assert command.startswith("segbench ab a26f0eaac9 a26f0eaac9")
     assert "give WORKTREE or a directory" in "\n".join(verdict_tables.inconclusive_advice(separate, 0.1, width=200))
+
+
+def test_the_next_ab_command_quotes_a_side_for_the_shell():
+    import shlex
+
+    table = _inconclusive_cells(["/tmp/my checkout", "WORKTREE"])
+    [(command, _)] = verdict_tables.next_commands(table, table)
+    assert shlex.split(command)[2:4] == ["/tmp/my checkout", "WORKTREE"]

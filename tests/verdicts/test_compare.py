@@ -85,11 +85,11 @@ def test_the_noise_floor_holds_back_run_to_run_drift(monkeypatch):
     # A/A pairs whose every cell drifts ~3 % between the runs while each run's visits agree within
     # 0.5 %: within a run the drift looks significant; against the other cells it is noise.
     def slower(sigmas: float) -> int:
-        monkeypatch.setattr(compare, "NOISE_FLOOR_SIGMAS", sigmas)
+        monkeypatch.setattr(compare, "SEPARATE_RUNS_NOISE_FLOOR_SIGMAS", sigmas)
         pairs = (many_cells({}, spread=0.03, seed=seed) for seed in range(20))
         return sum(int((compare_runs(old, new)["verdict"] == "slower").sum()) for old, new in pairs)
 
-    sigmas = compare.NOISE_FLOOR_SIGMAS
+    sigmas = compare.SEPARATE_RUNS_NOISE_FLOOR_SIGMAS
     assert slower(0.0) >= 3  # without the floor: false alarms
     assert slower(sigmas) == 0
 
@@ -103,6 +103,35 @@ def test_one_clearly_slower_cell_stands_out():
     old, new = many_cells({5: 1.25}, spread=0.01)
     table = compare_runs(old, new).set_index("batch")
     assert table.loc[5, "verdict"] == "slower" and (table.drop(index=5)["verdict"] != "slower").all()
+
+
+def as_ab_sides(old: pd.DataFrame, new: pd.DataFrame, overlap: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two runs as the sides of segbench ab: measured at the same time, or on different days."""
+    times = {"old": ("2026-12-01T10:00:00+00:00", "2026-12-01T10:05:00+00:00")}
+    times["new"] = times["old"] if overlap else ("2026-12-02T10:00:00+00:00", "2026-12-02T10:05:00+00:00")
+    return tuple(
+        frame.assign(source="segbench ab", started_at=times[side][0], finished_at=times[side][1])
+        for side, frame in (("old", old), ("new", new))
+    )
+
+
+def test_only_the_two_sides_of_one_ab_run_count_as_interleaved():
+    old, new = many_cells({})
+    assert not compare.interleaved(old, new)  # two separate runs
+    assert compare.interleaved(*as_ab_sides(old, new, overlap=True))
+    assert not compare.interleaved(*as_ab_sides(old, new, overlap=False))  # ab runs of two days
+
+
+def test_separate_runs_are_held_to_a_higher_noise_floor_than_interleaved_ones():
+    # the cells drift by a robust sd of ~4 % between the runs; one cell is 15 % slower (plus its
+    # drift): beyond three sd of the drift, within five
+    old, new = many_cells({5: 1.15}, spread=0.04, seed=0)
+    separate = compare_runs(old, new).set_index("batch")
+    sd = np.log(separate["noise_floor"].iloc[0]) / compare.SEPARATE_RUNS_NOISE_FLOOR_SIGMAS
+    change = abs(np.log(separate.loc[5, "ratio"]) - np.log(separate["ratio"]).median())
+    assert compare.NOISE_FLOOR_SIGMAS * sd < change < compare.SEPARATE_RUNS_NOISE_FLOOR_SIGMAS * sd
+    together = compare_runs(*as_ab_sides(old, new, overlap=True)).set_index("batch")
+    assert separate.loc[5, "verdict"] == "inconclusive" and together.loc[5, "verdict"] == "slower"
 
 
 def grid_runs(
