@@ -218,7 +218,6 @@ def for_mean(
     pixels: int,
     classes: int,
     formulation: str | None = None,
-    running: int | None = None,
 ) -> dict[str, float]:
     """The tolerance of a cell's mean (``segbench run``'s within_tolerance): segbench's losses sum
     their per-pixel terms; a registered loss may sum every input entry (a per-image loss does)."""
@@ -226,4 +225,4 @@ def for_mean(
 
     spec = LOSSES.get(loss)
     terms = pixels * classes if spec is not None and spec.user is not None else pixels
-    return value_tolerance(dtype, terms, mode, loss, formulation=formulation, running=running)
+    return value_tolerance(dtype, terms, mode, loss, formulation=formulation)

@@ -495,7 +495,7 @@ def _terms(loss: str, scene: Scene, reduction: str, value: np.ndarray) -> int:
 RUNNING_SUM_FROM = 2**16
 """From this many summed terms on (the bandwidth scenario), an XLA cell's sum is held to the
 longest running sum its compiled HLO adds (segbench.losses.xla_sums), not to one sum of every
-term: 300 to 4000 times looser than its error otherwise (docs/tolerances.md). Below it the two
+term: up to 14652 times looser than its error otherwise (docs/tolerances.md). Below it the two
 differ little, and reading the HLO would compile every small cell a second time."""
 
 
