@@ -1,4 +1,4 @@
-"""The segbench command line: ``segbench values|run|compare|report|check``.
+"""The segbench command line: ``segbench values|run|compare|report|check|ab|merge|choose``.
 
 Each subcommand lives in its own module with a ``register(subcommands)`` function; importing
 those modules is cheap (no TensorFlow), so ``segbench --help`` is instant.
@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "segbench.verdicts.check",
     "segbench.verdicts.ab",
     "segbench.results.merge",
+    "segbench.measurement.choice",
 )
 
 
@@ -125,10 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-TAKES_LOSSES = ("run", "values", "check", "compare", "report", "ab", "merge")
+TAKES_LOSSES = ("run", "values", "check", "compare", "report", "ab", "merge", "choose")
 # In this process, quietly, where it is installed (a plugin's Keras would import it with its start-up
 # lines); run and ab import it in their workers, values and check in their TensorFlow process.
-IMPORTS_TENSORFLOW = ("values", "check")
+IMPORTS_TENSORFLOW = ("values", "check", "choose")
 
 
 def _expected_runtime_errors() -> tuple[type[Exception], ...]:
