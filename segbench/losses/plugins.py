@@ -35,6 +35,8 @@ def load(spec: str) -> ModuleType:
         if name in sys.modules:
             return sys.modules[name]
         module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise PluginError(f"plugin {spec!r}: not a Python file (expected a .py file or a module name)")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         try:

@@ -18,9 +18,14 @@ another TensorFlow or another commit of segbench measures again; ``refresh=True`
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import datetime as dt
+import hashlib
+import inspect
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,6 +76,7 @@ class Choice:
     machine: dict[str, Any]
     measured_at: str
     cached: bool = False
+    not_recorded: str | None = None  # why the record could not be written (the choice stands)
 
     def loss_fn(self, *, validate: bool = True) -> Any:
         """The chosen formulation, built as segbench.loss_fn builds it."""
@@ -92,8 +98,9 @@ class Choice:
         from segbench.presentation import tables
 
         n, h, w, classes = self.shape
+        reduced = ", reduction sum" if self.reduction == "sum" else ""
         head = (
-            f"{self.loss}, {self.mode}, {self.pass_}, batch {n}, {h}x{w}, C={classes}, {self.dtype}, "
+            f"{self.loss}, {self.mode}, {self.pass_}, batch {n}, {h}x{w}, C={classes}, {self.dtype}{reduced}, "
             f"on {self.machine.get('cpu_model') or 'this machine'}"
         )
         fastest = min(c.median_s for c in self.candidates if c.within_tolerance)
@@ -105,7 +112,7 @@ class Choice:
                 "vs fastest": f"{c.median_s / fastest:.2f}x",
                 "value vs float64 oracle": "within tolerance" if c.within_tolerance else "OFF: never chosen",
             }
-            for c in sorted(self.candidates, key=lambda c: c.median_s)
+            for c in sorted(self.candidates, key=lambda c: (not c.within_tolerance, c.median_s))
         ]
         where = "recorded earlier" if self.cached else "measured now"
         lines = [head, f"chosen: {self.formulation} ({where}, {self.measured_at})"]
@@ -113,7 +120,7 @@ class Choice:
         chosen = next(c for c in self.candidates if c.formulation == self.formulation)
         close = [
             c.formulation
-            for c in self.candidates
+            for c in sorted(self.candidates, key=lambda c: c.median_s)
             if c is not chosen and c.within_tolerance and c.median_s <= chosen.median_s + chosen.iqr_s + c.iqr_s
         ]
         if close:
@@ -156,12 +163,33 @@ def machine_identity(backend: str) -> dict[str, Any]:
     }
 
 
-def _key(loss: str, mode: str, pass_: str, reduction: str, shape: tuple, dtype: str, machine: dict) -> str:
-    return json.dumps(
-        {"loss": loss, "mode": mode, "pass": pass_, "reduction": reduction, "shape": list(shape), "dtype": dtype}
-        | {"machine": machine},
-        sort_keys=True,
-    )
+def _key(cell: dict[str, Any], machine: dict[str, Any], source: str | None) -> str:
+    return json.dumps(cell | {"machine": machine, "loss_source": source}, sort_keys=True)
+
+
+def loss_source(loss: str) -> str | None:
+    """For a user's loss, a hash of the files that define its functions: editing the loss measures
+    again (what those files import is not followed). None for segbench's own losses (the commit
+    in the machine's identity covers them)."""
+    from segbench.losses.registry import get_loss
+
+    user = get_loss(loss).user
+    if user is None:
+        return None
+    files = set()
+    for function in (user.tensorflow, user.numpy, user.numpy_gradient, user.keras, user.jax, user.torch):
+        if function is None:
+            continue
+        try:
+            files.add(inspect.getsourcefile(getattr(function, "__wrapped__", function)) or "")
+        except TypeError:  # a builtin or a Keras Loss object: its class's file
+            with contextlib.suppress(TypeError):
+                files.add(inspect.getsourcefile(type(function)) or "")
+    digest = hashlib.sha256()
+    for name in sorted(f for f in files if f):
+        with contextlib.suppress(OSError):
+            digest.update(name.encode() + b"\0" + Path(name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -183,23 +211,60 @@ def _record(path: Path, key: str, choice: Choice) -> None:
         data = _load(path)
         entry = asdict(choice)
         entry.pop("cached")
+        entry.pop("not_recorded")
         data[key] = entry
         temporary = path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(temporary, path)  # a reader never sees half a file
 
 
-def _from_entry(entry: dict[str, Any]) -> Choice:
-    candidates = tuple(Candidate(**{**c, "times_s": tuple(c["times_s"])}) for c in entry["candidates"])
-    return Choice(
-        **{
-            **entry,
-            "shape": tuple(entry["shape"]),
-            "candidates": candidates,
-            "skipped": tuple(tuple(s) for s in entry["skipped"]),
-            "cached": True,
-        }
+def _from_entry(entry: dict[str, Any], cell: dict[str, Any]) -> Choice:
+    """The recorded choice, if it is whole and of this cell; a ValueError (then it is measured
+    again) for anything else: a file edited by hand or written by another version."""
+    candidates = tuple(
+        Candidate(
+            str(c["formulation"]),
+            tuple(float(t) for t in c["times_s"]),
+            int(c["calls_per_round"]),
+            float(c["value"]),
+            float(c["oracle_value"]),
+            bool(c["within_tolerance"]),
+        )
+        for c in entry["candidates"]
     )
+    skipped = tuple((str(name), str(why)) for name, why in entry["skipped"])
+    choice = Choice(
+        str(entry["loss"]),
+        str(entry["mode"]),
+        str(entry["pass_"]),
+        str(entry["reduction"]),
+        tuple(int(d) for d in entry["shape"]),
+        str(entry["dtype"]),
+        str(entry["formulation"]),
+        candidates,
+        skipped,
+        dict(entry["machine"]),
+        str(entry["measured_at"]),
+        cached=True,
+    )
+    recorded = {
+        "loss": choice.loss,
+        "mode": choice.mode,
+        "pass": choice.pass_,
+        "reduction": choice.reduction,
+        "shape": list(choice.shape),
+        "dtype": choice.dtype,
+    }
+    chosen = [c for c in candidates if c.formulation == choice.formulation]
+    if (
+        recorded != cell
+        or len(chosen) != 1
+        or not chosen[0].within_tolerance
+        or any(not c.times_s or min(c.times_s) <= 0 for c in candidates)
+        or any(c.within_tolerance and c.median_s < chosen[0].median_s for c in candidates)
+    ):
+        raise ValueError("a recorded choice that does not hold together")
+    return choice
 
 
 def _interleaved(calls: dict[str, Callable[[], Any]], sync: Callable[[Any], Any], rounds: int) -> dict:
@@ -299,6 +364,8 @@ def choose_formulation(
         validate_inputs(y_true, y_pred)
         y_true, y_pred = as_numpy(y_true), as_numpy(y_pred)
         dtype = y_pred.dtype.name
+    if dtype not in get_mode(mode).dtypes:
+        raise ValueError(f"mode {mode} does not support {dtype} (it runs {', '.join(get_mode(mode).dtypes)})")
     shape = tuple(int(s) for s in y_pred.shape)
     pass_ = "forward+backward" if gradient else "forward"
     names = tuple(formulations) if formulations is not None else tuple(spec.formulations)
@@ -309,15 +376,16 @@ def choose_formulation(
         )
 
     machine = machine_identity(backend)
-    key = _key(loss, mode, pass_, reduction, shape, dtype, machine)
+    cell = {"loss": loss, "mode": mode, "pass": pass_, "reduction": reduction, "shape": list(shape), "dtype": dtype}
+    key = _key(cell, machine, loss_source(loss))
     path = cache_path()
     if record and not refresh:
         entry = _load(path).get(key)
         if entry is not None:
             try:
-                return _from_entry(entry)
-            except (KeyError, TypeError, ValueError):
-                pass  # an entry of another layout: measure again
+                return _from_entry(entry, cell)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                pass  # damaged, edited by hand, or of another layout: measure again
 
     from segbench.measurement import device as devices
 
@@ -364,7 +432,11 @@ def choose_formulation(
         dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     if record:
-        _record(path, key, choice)
+        try:
+            _record(path, key, choice)
+        except OSError as error:  # a read-only or full disk: the measurement is still the answer
+            where = error.filename or path
+            choice = dataclasses.replace(choice, not_recorded=f"{where}: {error.strerror or error}")
     return choice
 
 
@@ -375,6 +447,8 @@ def _command(args: argparse.Namespace) -> int:
     if len(resolution) != 1:
         raise ValueError(f"--res takes one resolution (N or HxW), got {args.res!r}")
     ((h, w),) = resolution
+    if h < 1 or w < 1:
+        raise ValueError(f"--res must be at least 1x1, got {args.res!r}")
     for option in ("batch", "classes"):
         value = getattr(args, option)
         if value < (2 if option == "classes" else 1):
@@ -392,7 +466,9 @@ def _command(args: argparse.Namespace) -> int:
         record=not args.no_record,
     )
     print("\n".join(choice.describe()))
-    if not args.no_record:
+    if choice.not_recorded:
+        print(f"segbench choose: not recorded ({choice.not_recorded}); --no-record skips the record", file=sys.stderr)
+    elif not args.no_record:
         print(f"recorded in {cache_path()} (for this machine, this backend's version and this commit)")
     return 0
 

@@ -114,6 +114,14 @@ def test_bad_plugins_name_the_plugin_and_the_problem(plugin_file, tmp_path, caps
         assert path in err or "already registered" in err
 
 
+def test_a_plugin_that_is_not_a_python_file_is_named(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("not python")
+    assert main(["values", "--plugin", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"plugin '{path}': not a Python file" in err and "Traceback" not in err
+
+
 def test_a_missing_module_plugin_is_named(capsys):
     assert main(["run", "--list", "--plugin", "no_such_package.losses"]) == 2
     assert "plugin 'no_such_package.losses': module not found" in capsys.readouterr().err

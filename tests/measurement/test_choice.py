@@ -3,7 +3,9 @@ oracle, measured on this machine and recorded under everything the choice depend
 
 from __future__ import annotations
 
+import errno
 import json
+import textwrap
 
 import numpy as np
 import pytest
@@ -130,6 +132,7 @@ def test_a_damaged_record_is_measured_again_and_rewritten():
         ({"shape": None}, "give y_true and y_pred, or shape"),
         ({"dtype": "int8"}, "unknown dtype 'int8'"),
         ({"formulations": ("fused", "quick")}, "has no quick"),
+        ({"mode": "numpy", "dtype": "bfloat16"}, "mode numpy does not support bfloat16"),
     ],
 )
 def test_bad_arguments_say_what_was_expected(kwargs, message):
@@ -164,8 +167,95 @@ def test_the_command_prints_every_candidate_and_where_the_choice_is_recorded(cap
         (["--batch", "0"], "--batch must be an integer >= 1"),
         (["--classes", "1"], "--classes must be an integer >= 2"),
         (["--pass", "backward"], "--pass must be forward or forward+backward"),
+        (["--res", "0x32"], "--res must be at least 1x1"),
     ],
 )
 def test_the_command_names_a_bad_option(capsys, extra, message):
     assert main(["choose", "categorical_crossentropy", *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def _measuring_raises(monkeypatch):
+    def measured(*args, **kwargs):
+        raise AssertionError("measured")
+
+    monkeypatch.setattr(choice, "_interleaved", measured)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"formulation": "bogus"},
+        {"candidates": []},
+        {"machine": None},
+        {"shape": [1, 2]},
+        {"loss": "marginal_crossentropy"},
+        {"candidates[0].times_s": []},
+        {"candidates[*].within_tolerance": False},
+    ],
+    ids=lambda damage: next(iter(damage)),
+)
+def test_a_damaged_recorded_entry_is_measured_again_not_trusted(monkeypatch, damage):
+    choice.choose_formulation("categorical_crossentropy", "function", shape=SHAPE, rounds=3)
+    path = choice.cache_path()
+    data = json.loads(path.read_text())
+    (key,) = data
+    (field, value) = next(iter(damage.items()))
+    if field == "candidates[0].times_s":
+        data[key]["candidates"][0]["times_s"] = value
+    elif field == "candidates[*].within_tolerance":
+        for candidate in data[key]["candidates"]:
+            candidate["within_tolerance"] = value
+    else:
+        data[key][field] = value
+    path.write_text(json.dumps(data))
+    _measuring_raises(monkeypatch)
+    with pytest.raises(AssertionError, match="measured"):
+        choice.choose_formulation("categorical_crossentropy", "function", shape=SHAPE, rounds=3)
+
+
+def test_a_cache_that_cannot_be_written_keeps_the_choice_and_says_so(monkeypatch, capsys):
+    def read_only(path, key, made):
+        raise OSError(errno.EROFS, "Read-only file system", str(path) + ".lock")
+
+    monkeypatch.setattr(choice, "_record", read_only)
+    made = choice.choose_formulation("categorical_crossentropy", "function", shape=SHAPE, rounds=3)
+    assert made.formulation and "Read-only file system" in made.not_recorded
+    argv = ["choose", "categorical_crossentropy", "--mode", "function", "--batch", "2", "--res", "32"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "chosen: " in captured.out and "recorded in" not in captured.out
+    assert "not recorded (" in captured.err and "Read-only file system" in captured.err
+
+
+def test_a_sum_is_named_in_the_answer():
+    made = choice.choose_formulation("categorical_crossentropy", "function", shape=SHAPE, rounds=3, reduction="sum")
+    assert ", float32, reduction sum, on " in made.describe()[0]
+
+
+def test_editing_a_users_loss_measures_it_again(tmp_path, monkeypatch):
+    from segbench.losses import plugins
+
+    path = tmp_path / "edited_loss.py"
+    body = textwrap.dedent(
+        """
+        import segbench
+        import tensorflow as tf
+
+        @segbench.register_loss("edited_crossentropy")
+        def edited(y_true, y_pred):
+            return -tf.reduce_sum(y_true * tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0)), axis=-1)
+        """
+    )
+    path.write_text(body)
+    try:
+        plugins.load_all([str(path)], export=False)
+        choice.choose_formulation("edited_crossentropy", "eager", shape=SHAPE, rounds=3)
+        _measuring_raises(monkeypatch)
+        assert choice.choose_formulation("edited_crossentropy", "eager", shape=SHAPE, rounds=3).cached
+        path.write_text(body + "# edited: another smoothing\n")
+        with pytest.raises(AssertionError, match="measured"):
+            choice.choose_formulation("edited_crossentropy", "eager", shape=SHAPE, rounds=3)
+    finally:
+        registry.unregister_loss("edited_crossentropy")
+        plugins._loaded.clear()
