@@ -221,11 +221,19 @@ def for_mean(
     pixels: int,
     classes: int,
     formulation: str | None = None,
+    reduction: str = "mean",
 ) -> dict[str, float]:
-    """The tolerance of a cell's mean (``segbench run``'s within_tolerance): segbench's losses sum
-    their per-pixel terms; a registered loss may sum every input entry (a per-image loss does)."""
+    """The tolerance of a cell's mean, or with ``reduction`` "sum" its sum (``segbench run``'s and
+    ``segbench choose``'s within_tolerance): segbench's losses sum their per-pixel terms; a
+    registered loss may sum every input entry (a per-image loss does)."""
     from segbench.losses.registry import LOSSES
 
     spec = LOSSES.get(loss)
     terms = pixels * classes if spec is not None and spec.user is not None else pixels
-    return value_tolerance(dtype, terms, mode, loss, formulation=formulation)
+    scale = pixels if reduction == "sum" else 1.0
+    return value_tolerance(dtype, terms, mode, loss, scale=scale, formulation=formulation)
+
+
+def within(value: float, expected: float, tol: dict[str, float]) -> bool:
+    """Whether a scalar ``value`` is within ``tol`` (rtol, atol) of the oracle's ``expected``."""
+    return bool(abs(value - expected) <= tol["atol"] + tol["rtol"] * abs(expected))

@@ -230,7 +230,7 @@ def oracle_columns(value: float, expected: float | None, case: Case) -> dict[str
     return {
         "oracle_abs_diff": diff,
         "oracle_rtol": tol["rtol"],
-        "within_tolerance": bool(diff <= tol["atol"] + tol["rtol"] * abs(expected)),
+        "within_tolerance": tolerances.within(value, expected, tol),
     }
 
 

@@ -103,13 +103,13 @@ class Choice:
             f"{self.loss}, {self.mode}, {self.pass_}, batch {n}, {h}x{w}, C={classes}, {self.dtype}{reduced}, "
             f"on {self.machine.get('cpu_model') or 'this machine'}"
         )
-        fastest = min(c.median_s for c in self.candidates if c.within_tolerance)
+        chosen = next(c for c in self.candidates if c.formulation == self.formulation)  # the fastest correct one
         rows = [
             {
                 "formulation": c.formulation,
                 "median": tables.human_time(c.median_s),
                 "IQR": tables.human_time(c.iqr_s),
-                "vs fastest": f"{c.median_s / fastest:.2f}x",
+                "vs fastest": f"{c.median_s / chosen.median_s:.2f}x",
                 "value vs float64 oracle": "within tolerance" if c.within_tolerance else "OFF: never chosen",
             }
             for c in sorted(self.candidates, key=lambda c: (not c.within_tolerance, c.median_s))
@@ -117,7 +117,6 @@ class Choice:
         where = "recorded earlier" if self.cached else "measured now"
         lines = [head, f"chosen: {self.formulation} ({where}, {self.measured_at})"]
         lines.append(tables.render(pd.DataFrame(rows), "terminal"))
-        chosen = next(c for c in self.candidates if c.formulation == self.formulation)
         close = [
             c.formulation
             for c in sorted(self.candidates, key=lambda c: c.median_s)
@@ -195,9 +194,7 @@ def loss_source(loss: str) -> str | None:
 def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):  # unreadable or damaged: measure again, and rewrite it whole
+    except (OSError, ValueError):  # missing, unreadable or damaged: measure again (and rewrite it whole)
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -407,10 +404,9 @@ def choose_formulation(
     pixels = n * h * w
     candidates = []
     for name, (times, count) in measured.items():
-        tol = tolerances.for_mean(dtype, mode, loss, pixels, c, formulation=name)
-        scale = pixels if reduction == "sum" else 1
-        within = abs(values[name] - expected) <= tol["rtol"] * abs(expected) + tol["atol"] * scale
-        candidates.append(Candidate(name, times, count, values[name], expected, bool(within)))
+        tol = tolerances.for_mean(dtype, mode, loss, pixels, c, formulation=name, reduction=reduction)
+        within = tolerances.within(values[name], expected, tol)
+        candidates.append(Candidate(name, times, count, values[name], expected, within))
     correct = [c for c in candidates if c.within_tolerance]
     if not correct:
         raise ValueError(
