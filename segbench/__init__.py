@@ -10,9 +10,31 @@ The package's folders follow a cell's way through a run: ``losses`` (what is mea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import _signal  # the C module: ``import signal`` builds its enums, milliseconds that Ctrl-C can land in
+import sys as _sys
 
-from segbench._lazy import install_flat_names, package_dir, package_getattr
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C while the command line starts (imports): nothing was measured yet, so stop at once, quietly."""
+    import os
+
+    os.write(2, b"segbench: interrupted\n")
+    os._exit(128 + signum)
+
+
+# Only as the console script (not when a program or a test imports segbench), and as its very first
+# statement, as cheap as it can be: from then on, Ctrl-C stops the command with one line, not a
+# traceback of an import. segbench.cli.parser.main puts Python's handler back once every import is done.
+if (
+    _sys.argv
+    and _sys.argv[0].rpartition("/")[2] == "segbench"
+    and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler
+):
+    _signal.signal(_signal.SIGINT, _interrupted_while_starting)
+
+from typing import TYPE_CHECKING  # noqa: E402  (after the handler: imports are the start-up it covers)
+
+from segbench._lazy import install_flat_names, package_dir, package_getattr  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -6,27 +6,16 @@ those modules is cheap (no TensorFlow), so ``segbench --help`` is instant.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib
 import os
+import re
 import signal
 import sys
+import textwrap
 
-
-def _interrupted_while_starting(signum: int, frame: object) -> None:
-    """Ctrl-C before main() runs (imports): nothing was measured yet, so stop at once, quietly."""
-    os.write(2, b"segbench: interrupted\n")
-    os._exit(128 + signum)
-
-
-# Only as the console script (not when a program or a test imports this module): from its first
-# instant, Ctrl-C stops the command with one line, not a traceback of whatever was being imported.
-if os.path.basename(sys.argv[0]) == "segbench" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _interrupted_while_starting)
-
-import argparse  # noqa: E402  (after the handler: these imports are the start-up it covers)
-import contextlib  # noqa: E402
-import importlib  # noqa: E402
-import re  # noqa: E402
-import textwrap  # noqa: E402
+from segbench import _interrupted_while_starting
 
 # TensorFlow's C++ logging above errors; its start-up lines, printed before logging is set up,
 # are kept from the terminal by segbench.measurement.backends.import_tensorflow_quietly (SEGBENCH_VERBOSE=1
