@@ -31,8 +31,11 @@ def load_cut(path: str, visits: int | None, rounds: int | None) -> pd.DataFrame:
     ``rounds`` rounds of each (None: all)."""
     if visits is None and rounds is None:
         return results.load(path)
+    journal = storage.read_journal(Path(path) / storage.JOURNAL)
+    if not journal:
+        raise SystemExit(f"pairs.py: {path} has no journal ({storage.JOURNAL}) whose visits and rounds could be cut")
     kept = []
-    for row in storage.read_journal(Path(path) / storage.JOURNAL):
+    for row in journal:
         if visits is not None and int(row.get("visit") or 1) > visits:
             continue
         if rounds is not None and row.get("raw_times_s"):
