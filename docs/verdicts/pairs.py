@@ -39,8 +39,7 @@ def load_cut(path: str, visits: int | None, rounds: int | None) -> pd.DataFrame:
         if visits is not None and int(row.get("visit") or 1) > visits:
             continue
         if rounds is not None and row.get("raw_times_s"):
-            raw = row["raw_times_s"]
-            row = {**row, "raw_times_s": json.dumps((json.loads(raw) if isinstance(raw, str) else raw)[:rounds])}
+            row = {**row, "raw_times_s": json.dumps(json.loads(row["raw_times_s"])[:rounds])}
         kept.append(row)
     return schema.conform(storage.aggregate_visits(pd.DataFrame(kept)))
 

@@ -702,6 +702,7 @@ def _budget(device: str):
 def run_worker(backend: str, device: str, shapes: tuple[Shape, ...], work: Path, deadline: float) -> dict[str, Any]:
     """Everything one backend measures: its environment, read kernels and loss cells."""
     from segbench._constants import tolerance
+    from segbench.losses.tolerances import within
     from segbench.measurement.timing import measure
 
     out: dict[str, Any] = {"backend": backend, "status": "ok", "rows": [], "reads": []}
@@ -776,7 +777,7 @@ def run_worker(backend: str, device: str, shapes: tuple[Shape, ...], work: Path,
                         expected = float(oracle[f"{loss}/value"])
                         tol = tolerance("float32", terms=shape.pixels)
                         row |= {"oracle_value": expected, "oracle_abs_diff": abs(row["loss_value"] - expected)}
-                        row["value_ok"] = bool(row["oracle_abs_diff"] <= tol["atol"] + tol["rtol"] * abs(expected))
+                        row["value_ok"] = within(row["loss_value"], expected, tol)
                         if gradient:
                             got = adapter.sampled(result[1], n_idx, r_idx, c_idx).astype(np.float64)
                             want = oracle[f"{loss}/grad"]

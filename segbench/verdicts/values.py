@@ -91,7 +91,7 @@ def value_table(
                     "oracle": expected,
                     "abs_diff": diff,
                     "spread": spread,
-                    "ok": bool(diff <= tol["atol"] + tol["rtol"] * abs(expected)) or spread > 0,
+                    "ok": tolerances.within(value, expected, tol) or spread > 0,
                     "failure": failure,
                 }
             )
