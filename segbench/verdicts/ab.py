@@ -5,10 +5,15 @@ Comparing two runs made minutes apart mixes the change with whatever the machine
 pyperf recommends: each is checked out in a temporary git worktree (or given as a directory), a
 warm worker process per side imports that commit's segbench, and for each cell the rounds of A and
 B alternate (A B B A A B ...), with the same number of calls per round and the same timer. Drift
-then falls on both sides alike, and the verdicts (segbench.verdicts.stats) see only the change. Each cell is
-built afresh ``--visits`` times per side (its rounds split among the builds): a build is the unit
-that varies independently (which thread runs which op, where memory lands), and the test is made
-on the builds' medians.
+then falls on both sides alike, and the verdicts (segbench.verdicts.stats) see only the change.
+
+Each cell is built ``--visits`` times per side (its rounds split among the builds), as ``segbench
+run`` visits it: every cell once, then every cell again in a fresh worker process per side, the
+cells in another (seeded) order each time. A build is the unit that varies independently (which
+core and thread run it, where its memory lands), and the test is made on the builds' medians; a
+process that runs 35-75 % off for all its cells (seen on tiny numpy cells) is then one build's
+offset, which the interval sees, not an offset shared by every build of one side, which it cannot
+(docs/statistics.md, "Builds in fresh processes").
 
 The results are two ordinary run directories, ``OUT/A`` and ``OUT/B`` (``segbench compare OUT/A
 OUT/B`` gives the same verdicts again), plus ``OUT/verdicts.csv``.
@@ -355,29 +360,49 @@ class Side(SupervisedWorker):
 
 
 def interleave(
-    sides: tuple[Side, Side], case: Case, visits: int, rounds: int, round_s: float, device: str
-) -> dict[str, list[dict[str, Any]]]:
-    """Per side, one record per visit: the first call's seconds and the per-call times of its rounds.
+    sides: tuple[Side, Side],
+    case: Case,
+    visit: int,
+    rounds: int,
+    round_s: float,
+    device: str,
+    calls: int | None = None,
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """One build of a cell per side: the first call's seconds and the per-call times of its rounds,
+    and the calls per round.
 
-    A visit builds the cell afresh on both sides (its first call timed), then the rounds of A and
-    B alternate (A B B A ...). The calls per round are calibrated once, on A, and used for both
-    sides and every visit, so that both are timed the same way.
+    The build makes the cell afresh on both sides (its first call timed), then the rounds of A and
+    B alternate (A B B A ..., B first in even builds). The calls per round are calibrated once, on
+    A, in the cell's first build (``calls`` is None), and used for both sides and every later
+    build, so that both are timed the same way.
     """
     key = case.key()
-    calls = None
-    records: dict[str, list[dict[str, Any]]] = {side.label: [] for side in sides}
-    for visit in range(visits):
-        first = {side.label: side.request("prepare", case=key, device=device)["first_call_s"] for side in sides}
-        if calls is None:
-            calls = sides[0].request("calibrate", case=key, round_s=round_s)["calls"]
-        times: dict[str, list[float]] = {side.label: [] for side in sides}
-        for turn in range(rounds):
-            order = sides if (turn + visit) % 2 == 0 else sides[::-1]
-            for side in order:
-                times[side.label] += side.request("rounds", case=key, calls=calls, rounds=1)["times"]
-        for label, samples in times.items():
-            records[label].append({"first_call_s": first[label], "times": samples, "calls": calls})
-    return records
+    first = {side.label: side.request("prepare", case=key, device=device)["first_call_s"] for side in sides}
+    if calls is None:
+        calls = sides[0].request("calibrate", case=key, round_s=round_s)["calls"]
+    times: dict[str, list[float]] = {side.label: [] for side in sides}
+    for turn in range(rounds):
+        order = sides if (turn + visit) % 2 == 1 else sides[::-1]
+        for side in order:
+            times[side.label] += side.request("rounds", case=key, calls=calls, rounds=1)["times"]
+    records = {
+        label: {"first_call_s": first[label], "times": samples, "calls": calls} for label, samples in times.items()
+    }
+    return records, calls
+
+
+def build_order(cases: list[Case], visit: int) -> list[Case]:
+    """The order of the cells in build ``visit`` (1, 2, ...): the sweep's for the first, then a
+    shuffle seeded by the build's number (the same every run), so that no cell always follows the
+    same one in its worker: what one cell leaves in a process (a much slower cell before it) then
+    falls on different cells in different builds instead of on one cell in all of them."""
+    if visit == 1:
+        return list(cases)
+    import random
+
+    order = list(cases)
+    random.Random(visit).shuffle(order)
+    return order
 
 
 def run_ab(
@@ -467,21 +492,38 @@ def run_ab(
                     f"rounds in {visits} builds per side, alternating; results in {out}",
                     file=sys.stderr,
                 )
-                bar = Progress(len(cases), "cell", enabled=progress)
-                for case in cases:
-                    backend = MODES[case.mode].backend
-                    cell_sides = pairs[backend if backend in SEPARATE_BACKENDS else None]
-                    for side in cell_sides:
-                        side.timeout = (
-                            cell_time_limit(case, profile.budget) if time_limit is None else time_limit or None
+                # A build is a fresh worker process per side, as a visit of segbench run is: what a
+                # process brings (where its memory lands, which core it runs on) then varies between
+                # the builds, where the interval sees it, instead of offsetting all of one side's.
+                calls: dict[tuple, int] = {}  # per cell, from its first build
+                failed: set[tuple] = set()  # cells that did not run: not built again
+                per_visit = math.ceil(rounds / visits)
+                bar = Progress(len(cases) * visits, "build", enabled=progress)
+                for visit in range(1, visits + 1):
+                    if visit > 1:
+                        for side in every_side:
+                            side.close()  # started again by the next request
+                    for case in build_order(cases, visit):
+                        key = tuple(case.key().values())
+                        if key in failed:
+                            bar.skip()
+                            continue
+                        backend = MODES[case.mode].backend
+                        cell_sides = pairs[backend if backend in SEPARATE_BACKENDS else None]
+                        for side in cell_sides:
+                            side.timeout = (
+                                cell_time_limit(case, profile.budget) if time_limit is None else time_limit or None
+                            )
+                        rows, calls[key] = _measure_build(
+                            cell_sides, case, visit, per_visit, round_s, device, calls.get(key)
                         )
-                    pair = _measure_pair(cell_sides, case, visits, math.ceil(rounds / visits), round_s, device)
-                    for label, rows in pair.items():
-                        for row in rows:
+                        for label, row in rows.items():
+                            if row["status"] != "ok":
+                                failed.add(key)
                             writers[label].append(
                                 {**row, "finished_at": environment.now(), "load_avg_end": environment.load_average()}
                             )
-                    bar.update(case.short_name)
+                        bar.update(f"build {visit}: {case.short_name}")
                 bar.close()
         except RunInterruptedError as stop:
             for side in every_side:
@@ -499,38 +541,29 @@ def run_ab(
     return table
 
 
-def _measure_pair(
-    sides: tuple[Side, Side], case: Case, visits: int, rounds: int, round_s: float, device: str
-) -> dict[str, list[dict[str, Any]]]:
-    """Per side, the journal rows of one cell (one per visit); a failure is recorded on both sides."""
+def _measure_build(
+    sides: tuple[Side, Side], case: Case, visit: int, rounds: int, round_s: float, device: str, calls: int | None
+) -> tuple[dict[str, dict[str, Any]], int | None]:
+    """Per side, the journal row of one build of a cell, and the calls per round it used; a failure
+    is recorded on both sides."""
     from segbench.losses.registry import MODES
 
-    base = {**case.key(), "backend": MODES[case.mode].backend, "benchmark": "segbench ab"}
+    base = {**case.key(), "backend": MODES[case.mode].backend, "benchmark": "segbench ab", "visit": visit}
     try:
-        records = interleave(sides, case, visits, rounds, round_s, device)
+        records, calls = interleave(sides, case, visit, rounds, round_s, device, calls)
     except WorkerTimeoutError as late:
         error = f"{late}; --cell-timeout sets the limit"
-        return {s.label: [{**base, "status": "timeout", "error": error, "visit": 1}] for s in sides}
+        return {s.label: {**base, "status": "timeout", "error": error} for s in sides}, calls
     except WorkerDiedError as died:
-        return {s.label: [{**base, "status": "killed", "error": str(died), "visit": 1}] for s in sides}
+        return {s.label: {**base, "status": "killed", "error": str(died)} for s in sides}, calls
     except WorkerError as error:
         failure = failure_columns(error.kind, error.message)
-        return {s.label: [{**base, **failure, "visit": 1}] for s in sides}
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for label, visits_done in records.items():
-        rows[label] = []
-        for visit, record in enumerate(visits_done, start=1):
-            timing = Measurement(tuple(record["times"]), record["calls"], record["first_call_s"], 0)
-            rows[label].append(
-                {
-                    **base,
-                    "status": "ok",
-                    "visit": visit,
-                    **timing.columns(),
-                    "pixels_per_s": case.pixels / timing.median,
-                }
-            )
-    return rows
+        return {s.label: {**base, **failure} for s in sides}, calls
+    rows = {}
+    for label, record in records.items():
+        timing = Measurement(tuple(record["times"]), record["calls"], record["first_call_s"], 0)
+        rows[label] = {**base, "status": "ok", **timing.columns(), "pixels_per_s": case.pixels / timing.median}
+    return rows, calls
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -38,7 +38,9 @@ def test_the_slowed_cell_and_only_it_is_slower(tmp_path, slowed):
     table = run_ab(str(ROOT), str(slowed), QUICK, NUMPY_SWEEP, out=tmp_path / "ab", rounds=8, visits=4, progress=False)
     verdicts = table.set_index(["formulation", "pass", "batch"])["verdict"]
     assert verdicts[("fused", "forward", 2)] == "slower"
-    assert (verdicts.drop(index=[("fused", "forward", 2)]) != "slower").all()
+    # and nothing else, either way: with the builds of a side in one process, a cell (often the one
+    # after the slowed one) was called slower or faster by 35-75 % in 4 of 12 runs (issue 18)
+    assert verdicts.drop(index=[("fused", "forward", 2)]).isin(["no change", "inconclusive"]).all()
     # both sides are ordinary runs: compare gives the same verdicts again
     again = pd.read_csv(tmp_path / "ab" / "verdicts.csv")
     assert list(again["verdict"]) == list(table["verdict"])
@@ -47,6 +49,37 @@ def test_the_slowed_cell_and_only_it_is_slower(tmp_path, slowed):
     assert (
         (a["rounds"] == 8).all() and (a["visits"] == 4).all() and (a["calls_per_round"] == b["calls_per_round"]).all()
     )
+
+
+def test_each_build_is_a_fresh_worker_per_side_and_later_builds_shuffle_the_cells(tmp_path, monkeypatch):
+    """A build is the unit the interval sees vary: a process offset of a side (where its memory
+    lands, which core it runs on) must vary with it, not fall on every build of one side alike."""
+    from segbench.verdicts import ab
+
+    started = []
+    real_start = ab.Worker.start
+
+    def start(*args, **kwargs):
+        worker = real_start(*args, **kwargs)
+        started.append(worker.process.pid)
+        return worker
+
+    monkeypatch.setattr(ab.Worker, "start", start)
+    sweep = NUMPY_SWEEP.replace(passes=("forward",), batches=(1,))
+    run_ab(str(ROOT), str(ROOT), QUICK, sweep, out=tmp_path / "ab", rounds=3, visits=3, progress=False)
+    assert len(started) == len(set(started)) == 2 * 3  # two sides, three builds, a new process each
+    for side in ("A", "B"):
+        rows = [json.loads(line) for line in (tmp_path / "ab" / side / "cells.jsonl").read_text().splitlines()]
+        assert [row["visit"] for row in rows] == [1, 1, 2, 2, 3, 3]  # every cell built, then every cell again
+        for formulation in ("reference", "fused"):  # calibrated once per cell, kept in every build
+            assert len({row["calls_per_round"] for row in rows if row["formulation"] == formulation}) == 1
+
+    cases = NUMPY_SWEEP.cases()
+    assert ab.build_order(cases, 1) == cases  # the sweep's order first
+    later = [ab.build_order(cases, visit) for visit in (2, 3, 4)]
+    assert all(sorted(order, key=cases.index) == cases for order in later)  # every cell, once
+    assert len({tuple(c.short_name for c in order) for order in later}) == 3  # each build its own order
+    assert ab.build_order(cases, 3) == ab.build_order(cases, 3)  # the same every run
 
 
 @pytest.mark.slow
