@@ -371,7 +371,8 @@ def interleave(
     """One build of a cell per side: the first call's seconds and the per-call times of its rounds,
     and the calls per round.
 
-    The build makes the cell afresh on both sides (its first call timed), then the rounds of A and
+    The build makes the cell afresh on both sides (its first call timed), runs one untimed round
+    on each, then the rounds of A and
     B alternate (A B B A ..., B first in even builds). The calls per round are calibrated once, on
     A, in the cell's first build (``calls`` is None), and used for both sides and every later
     build, so that both are timed the same way.
@@ -380,6 +381,11 @@ def interleave(
     first = {side.label: side.request("prepare", case=key, device=device)["first_call_s"] for side in sides}
     if calls is None:
         calls = sides[0].request("calibrate", case=key, round_s=round_s)["calls"]
+    # One untimed round a side first: the side prepared first waited, its inputs idle, while the
+    # other built its cell, and its first round after that ran up to 8x slower (numpy at b16
+    # 512x512 on the AMD EPYC VM: 117-299 ms against 30, in 8 of 10 builds, on A only).
+    for side in sides:
+        side.request("rounds", case=key, calls=calls, rounds=1)
     times: dict[str, list[float]] = {side.label: [] for side in sides}
     for turn in range(rounds):
         order = sides if (turn + visit) % 2 == 1 else sides[::-1]
