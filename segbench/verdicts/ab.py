@@ -372,10 +372,9 @@ def interleave(
     and the calls per round.
 
     The build makes the cell afresh on both sides (its first call timed), runs one untimed round
-    on each, then the rounds of A and
-    B alternate (A B B A ..., B first in even builds). The calls per round are calibrated once, on
-    A, in the cell's first build (``calls`` is None), and used for both sides and every later
-    build, so that both are timed the same way.
+    on each, then the rounds of A and B alternate (A B B A ..., B first in even builds). The calls
+    per round are calibrated once, on A, in the cell's first build (``calls`` is None), and used
+    for both sides and every later build, so that both are timed the same way.
     """
     key = case.key()
     first = {side.label: side.request("prepare", case=key, device=device)["first_call_s"] for side in sides}
